@@ -1,0 +1,217 @@
+"""The event store. This module is the only code that touches a DuckDB connection.
+
+One process owns the store read-write (DuckDB allows one writer process per
+file); its threads share the connection through cursors. Facts recorded in the
+operational database by other processes (merges, imported orders) reach the
+store through rerunnable syncs that remember how far they got (``sync_state``).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import duckdb
+import pyarrow as pa
+from django.conf import settings
+
+EVENT_COLUMNS: tuple[tuple[str, str, pa.DataType], ...] = (
+    ("uuid", "VARCHAR", pa.string()),
+    ("message_id", "VARCHAR", pa.string()),
+    ("source_id", "INTEGER", pa.int32()),
+    ("type", "VARCHAR", pa.string()),
+    ("event", "VARCHAR", pa.string()),
+    ("person_id", "BIGINT", pa.int64()),
+    ("distinct_hash", "VARCHAR", pa.string()),
+    ("timestamp", "TIMESTAMPTZ", pa.timestamp("us", tz="UTC")),
+    ("received_at", "TIMESTAMPTZ", pa.timestamp("us", tz="UTC")),
+    ("channel", "VARCHAR", pa.string()),
+    ("utm_source", "VARCHAR", pa.string()),
+    ("utm_medium", "VARCHAR", pa.string()),
+    ("utm_campaign", "VARCHAR", pa.string()),
+    ("store", "VARCHAR", pa.string()),
+    ("qr_scene", "VARCHAR", pa.string()),
+    ("order_id", "VARCHAR", pa.string()),
+    ("revenue", "DECIMAL(18,2)", pa.decimal128(18, 2)),
+    ("properties", "JSON", pa.string()),
+    ("context", "JSON", pa.string()),
+)
+_ARROW_SCHEMA = pa.schema([(name, arrow) for name, _sql, arrow in EVENT_COLUMNS])
+_COLUMN_NAMES = ", ".join(name for name, _sql, _arrow in EVENT_COLUMNS)
+
+SCHEMA = [
+    "CREATE TABLE IF NOT EXISTS events ("
+    + ", ".join(f"{name} {sql}" for name, sql, _a in EVENT_COLUMNS)
+    + ")",
+    "CREATE TABLE IF NOT EXISTS person_overrides (old_person_id BIGINT PRIMARY KEY,"
+    " person_id BIGINT NOT NULL, merged_at TIMESTAMPTZ)",
+    "CREATE TABLE IF NOT EXISTS sync_state (name VARCHAR PRIMARY KEY, position BIGINT NOT NULL)",
+]
+
+
+class EventStoreBusy(RuntimeError):
+    """Another process holds the event store (DuckDB allows one writer per file)."""
+
+
+@dataclass(frozen=True)
+class EventRow:
+    uuid: str
+    message_id: str
+    source_id: int | None
+    type: str
+    event: str | None
+    person_id: int
+    distinct_hash: str
+    timestamp: datetime
+    received_at: datetime
+    channel: str | None = None
+    utm_source: str | None = None
+    utm_medium: str | None = None
+    utm_campaign: str | None = None
+    store: str | None = None
+    qr_scene: str | None = None
+    order_id: str | None = None
+    revenue: Decimal | None = None
+    properties: str = "{}"
+    context: str = "{}"
+
+
+class EventStore:
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        self._lock = threading.Lock()
+        try:
+            config = {}
+            if self.path != ":memory:":
+                ext_dir = Path(self.path).parent / "duckdb_extensions"
+                ext_dir.mkdir(parents=True, exist_ok=True)
+                config["extension_directory"] = str(ext_dir)
+            self._con = duckdb.connect(self.path, config=config)
+        except duckdb.IOException as exc:
+            raise EventStoreBusy(
+                f"the event store {self.path} is in use by another siyu process "
+                "(stop `siyu serve` or send the data through its API)"
+            ) from exc
+        for stmt in SCHEMA:
+            self._con.execute(stmt)
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        return self._con.cursor()
+
+    def close(self) -> None:
+        self._con.close()
+
+    # -- writes (the ingest writer thread) -----------------------------------
+    def append(self, rows: Sequence[EventRow]) -> None:
+        """Append events in one transaction; durable when this returns."""
+        if not rows:
+            return
+        table = pa.Table.from_pylist([r.__dict__ for r in rows], schema=_ARROW_SCHEMA)
+        with self._lock:
+            cur = self._con.cursor()
+            cur.register("_incoming", table)
+            try:
+                cur.execute(f"INSERT INTO events ({_COLUMN_NAMES}) SELECT {_COLUMN_NAMES} FROM _incoming")
+            finally:
+                cur.unregister("_incoming")
+
+    def apply_overrides(self, pairs: Iterable[tuple[int, int, datetime]]) -> None:
+        """Record merged -> surviving person, keeping every chain one hop long."""
+        with self._lock:
+            cur = self._con.cursor()
+            cur.execute("BEGIN")
+            for old, new, at in pairs:
+                cur.execute("UPDATE person_overrides SET person_id = ? WHERE person_id = ?", [new, old])
+                cur.execute(
+                    "INSERT INTO person_overrides VALUES (?, ?, ?) ON CONFLICT (old_person_id)"
+                    " DO UPDATE SET person_id = excluded.person_id, merged_at = excluded.merged_at",
+                    [old, new, at],
+                )
+            cur.execute("COMMIT")
+
+    def get_position(self, name: str) -> int:
+        row = self.cursor().execute("SELECT position FROM sync_state WHERE name = ?", [name]).fetchone()
+        return row[0] if row else 0
+
+    def set_position(self, name: str, position: int) -> None:
+        with self._lock:
+            self._con.cursor().execute(
+                "INSERT INTO sync_state VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET position = excluded.position",
+                [name, position],
+            )
+
+    # -- reads ---------------------------------------------------------------
+    def message_ids_since(self, since: datetime, limit: int) -> list[tuple[int | None, str]]:
+        return self.cursor().execute(
+            "SELECT source_id, message_id FROM events WHERE received_at >= ? ORDER BY received_at DESC LIMIT ?",
+            [since, limit],
+        ).fetchall()
+
+    def timeline(self, person_ids: Sequence[int], limit: int = 100, before: datetime | None = None) -> list[dict]:
+        """The newest events of these persons (a person and everyone merged into it)."""
+        if not person_ids:
+            return []
+        marks = ", ".join("?" for _ in person_ids)
+        sql = (
+            "SELECT uuid, type, event, timestamp, source_id, channel, store, order_id, revenue, properties"
+            f" FROM events WHERE person_id IN ({marks})"
+        )
+        params: list[Any] = list(person_ids)
+        if before is not None:
+            sql += " AND timestamp < ?"
+            params.append(before)
+        sql += " ORDER BY timestamp DESC LIMIT ?"
+        params.append(limit)
+        cols = ["uuid", "type", "event", "timestamp", "source_id", "channel", "store", "order_id", "revenue",
+                "properties"]
+        out = []
+        for row in self.cursor().execute(sql, params).fetchall():
+            item = dict(zip(cols, row, strict=True))
+            item["properties"] = json.loads(item["properties"]) if item["properties"] else {}
+            out.append(item)
+        return out
+
+    def counts(self) -> dict[str, Any]:
+        row = self.cursor().execute(
+            "SELECT count(*), count(DISTINCT person_id), max(received_at) FROM events"
+        ).fetchone()
+        return {"events": row[0], "persons_with_events": row[1], "last_received_at": row[2]}
+
+    def daily_counts(self, days: int = 30) -> list[tuple[Any, int]]:
+        tz = settings.TIME_ZONE
+        return self.cursor().execute(
+            f"SELECT CAST(timezone('{tz}', timestamp) AS DATE) AS d, count(*) FROM events"
+            " WHERE timestamp >= now() - to_days(CAST(? AS INTEGER)) GROUP BY d ORDER BY d",
+            [days],
+        ).fetchall()
+
+
+_store: EventStore | None = None
+_store_lock = threading.Lock()
+
+
+def get_store() -> EventStore:
+    """The process's event store, opened on first use."""
+    global _store
+    with _store_lock:
+        if _store is None:
+            _store = EventStore(settings.SIYU_EVENT_STORE)
+        return _store
+
+
+def close_store() -> None:
+    global _store
+    with _store_lock:
+        if _store is not None:
+            _store.close()
+            _store = None
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)

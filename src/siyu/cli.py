@@ -1,0 +1,272 @@
+"""The ``siyu`` command. Each subcommand parses, calls one action, prints (``--json`` for scripts)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable
+from typing import Any
+
+
+class CliError(Exception):
+    """A user error: printed without a traceback, exit status 2."""
+
+
+def _setup() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "siyu.settings")
+    import django
+
+    django.setup()
+    ensure_migrated()
+
+
+def ensure_migrated() -> None:
+    """Apply pending migrations (cheap when there are none): every command works on a fresh folder."""
+    from django.core.management import call_command
+    from django.db import connection
+    from django.db.migrations.executor import MigrationExecutor
+
+    executor = MigrationExecutor(connection)
+    if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        call_command("migrate", verbosity=0, interactive=False)
+
+
+def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str] | None = None) -> None:
+    if getattr(args, "json", False) or human is None:
+        print(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+    else:
+        print(human(data))
+
+
+# -- serve / demo ------------------------------------------------------------
+def cmd_serve(args: argparse.Namespace) -> None:
+    from siyu.server import serve
+
+    serve(args.host, args.port, threads=args.threads)
+
+
+def cmd_demo(args: argparse.Namespace) -> None:
+    from siyu.demo.build import build_demo
+
+    result = build_demo(customers=args.customers, seed=args.seed, progress=not args.json)
+    emit(args, result, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
+    if not args.no_serve:
+        from siyu.server import serve
+
+        serve(args.host, args.port, threads=args.threads)
+
+
+# -- sources -----------------------------------------------------------------
+def cmd_source_create(args: argparse.Namespace) -> None:
+    from siyu.accounts.actor import cli_actor
+    from siyu.ingest import actions
+
+    try:
+        source = actions.create_source(cli_actor(), args.name, args.kind)
+    except actions.SourceError as exc:
+        raise CliError(str(exc)) from None
+    emit(args, actions.source_dict(source), lambda d: f"source {d['name']} created\nwrite key: {d['write_key']}")
+
+
+def cmd_source_list(args: argparse.Namespace) -> None:
+    from siyu.ingest import actions
+    from siyu.ingest.models import Source
+
+    rows = [actions.source_dict(s) for s in Source.objects.all()]
+    emit(args, rows, lambda rs: "\n".join(f"{r['name']:<24} {r['kind']:<8} {r['write_key']}" for r in rs))
+
+
+# -- imports -----------------------------------------------------------------
+def cmd_import(args: argparse.Namespace) -> None:
+    from siyu.accounts.actor import cli_actor
+    from siyu.imports.actions import ImportFileError, import_file
+
+    mapping = {}
+    for item in args.map or []:
+        column, sep, field = item.partition("=")
+        if not sep:
+            raise CliError(f"--map takes COLUMN=FIELD, got {item!r}")
+        mapping[column] = field
+    try:
+        result = import_file(cli_actor(), args.kind, args.file, mapping=mapping, dry_run=args.dry_run,
+                             sheet=args.sheet)
+    except ImportFileError as exc:
+        raise CliError(str(exc)) from None
+    emit(args, result, _human_import)
+    if result.get("rejected") and args.strict:
+        sys.exit(1)
+
+
+def _human_import(r: dict) -> str:
+    lines = [f"{'dry run: ' if r['dry_run'] else ''}{r['accepted']} accepted, {r['rejected']} rejected,"
+             f" {r['skipped']} already imported"]
+    lines += [f"  row {e['row']}: {e['field']}: {e['reason']}" for e in r["errors"][:50]]
+    return "\n".join(lines)
+
+
+# -- customers ---------------------------------------------------------------
+def _lookup(text: str):
+    from siyu.customers import queries
+
+    try:
+        return queries.find_person(queries.Lookup.parse(text))
+    except ValueError as exc:
+        raise CliError(str(exc)) from None
+    except queries.NotFound as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_customer_show(args: argparse.Namespace) -> None:
+    from siyu.accounts.actor import cli_actor
+    from siyu.customers import queries
+
+    person = _lookup(args.id)
+    data = queries.profile(person, cli_actor())
+    data["merges"] = queries.merge_history(person)
+    emit(args, data, _human_profile)
+
+
+def _human_profile(d: dict) -> str:
+    lines = [f"customer #{d['id']}"]
+    lines += [f"  {i['kind']:<13} {i['value']}" for i in d["identities"]]
+    lines += [f"  {k:<13} {v}" for k, v in d["personal"].items()]
+    lines += [f"  {k:<20} {v}" for k, v in d["computed"].items() if v not in (None, {}, "")]
+    lines += [f"  trait {k}: {v}" for k, v in d["traits"].items()]
+    lines += [f"  merge: {m['explanation']}" for m in d.get("merges", [])]
+    return "\n".join(lines)
+
+
+def cmd_customer_list(args: argparse.Namespace) -> None:
+    from siyu.accounts.actor import cli_actor
+    from siyu.customers import queries
+
+    actor = cli_actor()
+    qs = queries.search(args.q or "", args.channel or "")
+    rows = [
+        {"id": p.pk, "display": queries.display_name(p, actor), "order_count": p.order_count,
+         "total_spend": str(p.total_spend), "acquisition_channel": p.acquisition_channel or None,
+         "last_seen": p.last_seen.isoformat() if p.last_seen else None}
+        for p in qs[args.offset : args.offset + args.limit]
+    ]
+    emit(args, {"count": qs.count(), "items": rows},
+         lambda d: "\n".join(f"#{r['id']:<8} {r['display']:<16} orders={r['order_count']} spend={r['total_spend']}"
+                             for r in d["items"]) + f"\n({d['count']} customers)")
+
+
+def cmd_customer_merges(args: argparse.Namespace) -> None:
+    from siyu.customers import queries
+
+    rows = queries.merge_history(_lookup(args.id))
+    emit(args, rows, lambda rs: "\n".join(r["explanation"] for r in rs) or "no merges")
+
+
+# -- team --------------------------------------------------------------------
+def cmd_user_create(args: argparse.Namespace) -> None:
+    from siyu.accounts.actions import TeamError, create_user
+
+    try:
+        user, password = create_user(args.username, args.role, password=args.password)
+    except TeamError as exc:
+        raise CliError(str(exc)) from None
+    emit(args, {"username": user.username, "role": args.role, "password": password},
+         lambda d: f"user {d['username']} ({d['role']}) password: {d['password']}")
+
+
+def cmd_token_create(args: argparse.Namespace) -> None:
+    from django.contrib.auth import get_user_model
+
+    from siyu.accounts.models import ApiToken
+
+    user = get_user_model().objects.filter(username=args.username).first()
+    if user is None:
+        raise CliError(f"no user {args.username!r} (create one with `siyu user create`)")
+    token, raw = ApiToken.issue(user, args.name)
+    emit(args, {"username": user.username, "name": token.name, "token": raw},
+         lambda d: f"token for {d['username']}: {d['token']}\n(shown once; store it now)")
+
+
+# -- parser ------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    from siyu.accounts.roles import ROLES
+    from siyu.customers.models import IdentityKind
+
+    p = argparse.ArgumentParser(prog="siyu", description="siyu: private-domain customer operations platform.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def add(name: str, func: Callable, help_: str, parent=sub, json_flag: bool = True) -> argparse.ArgumentParser:
+        sp = parent.add_parser(name, help=help_, description=help_)
+        sp.set_defaults(func=func)
+        if json_flag:
+            sp.add_argument("--json", action="store_true", help="print JSON for scripts")
+        return sp
+
+    def server_args(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--host", default="127.0.0.1")
+        sp.add_argument("--port", type=int, default=8000)
+        sp.add_argument("--threads", type=int, default=16, help="request threads (default 16)")
+
+    server_args(add("serve", cmd_serve, "Serve the console, REST API and ingestion endpoints.", json_flag=False))
+    demo = add("demo", cmd_demo, "Build the demo brand (then serve unless --no-serve).")
+    demo.add_argument("--customers", type=int, default=20_000, help="customers to generate (default 20000)")
+    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--no-serve", action="store_true", help="build and exit")
+    server_args(demo)
+
+    source = sub.add_parser("source", help="Sources and write keys.").add_subparsers(dest="sub", required=True)
+    sc = add("create", cmd_source_create, "Create a source and print its write key.", parent=source)
+    sc.add_argument("name")
+    sc.add_argument("--kind", default="segment", choices=["segment", "sensors", "webhook", "import"])
+    add("list", cmd_source_list, "List sources.", parent=source)
+
+    imp = add("import", cmd_import, "Import customers or orders from a CSV or Excel file.")
+    imp.add_argument("kind", choices=["customers", "orders"])
+    imp.add_argument("file")
+    imp.add_argument("--dry-run", action="store_true", help="validate and report; change nothing")
+    imp.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="map a file column to a field")
+    imp.add_argument("--sheet", help="Excel sheet name (default: the first)")
+    imp.add_argument("--strict", action="store_true", help="exit 1 when any row is rejected")
+
+    cust = sub.add_parser("customer", help="Look up customers.").add_subparsers(dest="sub", required=True)
+    kinds = ", ".join(IdentityKind.values)
+    show = add("show", cmd_customer_show, "Show one customer's profile.", parent=cust)
+    show.add_argument("id", metavar="KIND:VALUE", help=f"KIND is one of {kinds}")
+    ls = add("list", cmd_customer_list, "List or search customers.", parent=cust)
+    ls.add_argument("--q", help="an exact id value or KIND:VALUE")
+    ls.add_argument("--channel", help="acquisition channel")
+    ls.add_argument("--limit", type=int, default=50)
+    ls.add_argument("--offset", type=int, default=0)
+    mg = add("merges", cmd_customer_merges, "Explain why a profile is one person.", parent=cust)
+    mg.add_argument("id", metavar="KIND:VALUE")
+
+    user = sub.add_parser("user", help="Team members.").add_subparsers(dest="sub", required=True)
+    uc = add("create", cmd_user_create, "Create a team member with a role.", parent=user)
+    uc.add_argument("username")
+    uc.add_argument("--role", required=True, choices=sorted(ROLES))
+    uc.add_argument("--password", help="default: generated and printed")
+    token = sub.add_parser("token", help="API tokens.").add_subparsers(dest="sub", required=True)
+    tc = add("create", cmd_token_create, "Create an API token for a user.", parent=token)
+    tc.add_argument("username")
+    tc.add_argument("--name", default="cli")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "siyu.settings")
+    import django
+
+    django.setup()
+    args = build_parser().parse_args(argv)
+    ensure_migrated()
+    try:
+        args.func(args)
+    except CliError as exc:
+        if getattr(args, "json", False):
+            print(json.dumps({"error": str(exc)}, ensure_ascii=False))
+        print(f"siyu: error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

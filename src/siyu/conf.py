@@ -1,0 +1,50 @@
+"""Where siyu keeps its files and secrets, resolved once from the environment."""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+
+def data_dir() -> Path:
+    """Return the data folder (``SIYU_DATA_DIR``, default ``./siyu-data``), creating it.
+
+    Under pytest (which sets ``PYTEST_VERSION``) the default is a temporary folder,
+    so a test run never touches a real data folder in the working directory.
+    """
+    if not os.environ.get("SIYU_DATA_DIR") and os.environ.get("PYTEST_VERSION"):
+        import tempfile
+
+        os.environ["SIYU_DATA_DIR"] = tempfile.mkdtemp(prefix="siyu-test-")
+    path = Path(os.environ.get("SIYU_DATA_DIR") or Path.cwd() / "siyu-data").resolve()
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _secret_from_file(env_name: str, file_name: str, nbytes: int) -> str:
+    """Read a secret from the environment, or from (and generated into) the data folder.
+
+    Demo installs have no secret manager: we generate one into the data folder and
+    say so in the logs, so that a restart keeps decrypting what it wrote.
+    """
+    value = os.environ.get(env_name)
+    if value:
+        return value
+    path = data_dir() / file_name
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(nbytes)
+    path.write_text(value + "\n")
+    path.chmod(0o600)
+    return value
+
+
+def secret_key() -> str:
+    return _secret_from_file("SIYU_SECRET_KEY", "secret_key", 48)
+
+
+def pii_keys() -> list[str]:
+    """Personal-data keys, newest first (comma-separated in ``SIYU_PII_KEYS`` to rotate)."""
+    raw = _secret_from_file("SIYU_PII_KEYS", "pii_keys", 32)
+    return [k.strip() for k in raw.split(",") if k.strip()]

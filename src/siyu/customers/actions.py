@@ -1,0 +1,37 @@
+"""State changes on customers that people make: resolving refused merges, editing traits."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from siyu.accounts.actor import Actor
+from siyu.customers.identity import merge_persons
+from siyu.customers.models import MergeConflict, Person
+from siyu.privacy.actions import audit
+
+
+def resolve_conflict(actor: Actor, conflict: MergeConflict, action: str) -> MergeConflict:
+    """Merge the two persons (b into a) or dismiss; raises ValueError for a closed conflict."""
+    if conflict.status != MergeConflict.Status.OPEN:
+        raise ValueError(f"conflict {conflict.pk} is already {conflict.status}")
+    if action not in ("merge", "dismiss"):
+        raise ValueError("action must be 'merge' or 'dismiss'")
+    with transaction.atomic():
+        if action == "merge":
+            merge_persons(conflict.person_b_id, conflict.person_a_id, reason="manual",
+                          evidence={"conflict": conflict.pk, "ids": conflict.conflicting_kinds},
+                          actor_label=actor.label)
+        conflict.status = MergeConflict.Status.MERGED if action == "merge" else MergeConflict.Status.DISMISSED
+        conflict.resolved_by = actor.label
+        conflict.save(update_fields=["status", "resolved_by"])
+        audit(actor, "change", "merge_conflict", conflict.pk, op=action)
+    return conflict
+
+
+def set_traits(actor: Actor, person: Person, traits: dict) -> Person:
+    with transaction.atomic():
+        person = Person.objects.select_for_update().get(pk=person.pk)
+        person.traits = {**person.traits, **traits}
+        person.save(update_fields=["traits"])
+        audit(actor, "change", "person", person.pk, op="set_traits", keys=sorted(traits))
+    return person

@@ -1,0 +1,301 @@
+"""Identity resolution: which person does a set of ids observed together belong to?
+
+Rules (ARCHITECTURE.md, "Identity resolution"):
+
+1. Every id a message carries is a *claim* (kind, normalised value). Claims seen
+   together in one message, import row or API call belong to one person.
+2. Strong claims decide: the person of the first known strong claim (user id,
+   member number, phone, unionid, WeCom id — in that order) is the target.
+3. Other persons reached by the claims are merged into the target when they are
+   *compatible*: for every strong kind both hold, they share at least one value.
+   Incompatible pairs are not merged; a ``MergeConflict`` is queued for review.
+4. A person reached only through weak ids (a device, an openid) that holds a
+   different strong id than the message brings is not taken over: the classic
+   shared-device case. A new person is created for the new strong ids.
+5. Unseen claims attach to the target. Merges never rewrite the event store:
+   they record an override (merged person -> surviving person) that queries apply.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+from django.db import transaction
+
+from siyu.customers.models import STRONG_KINDS, Identity, IdentityKind, MergeConflict, Person, PersonMerge
+from siyu.privacy import crypto
+
+_STRONG_ORDER = {kind: i for i, kind in enumerate(STRONG_KINDS)}
+_NORMALISERS = {
+    IdentityKind.PHONE: crypto.normalise_phone,
+    IdentityKind.EMAIL: crypto.normalise_email,
+}
+MAX_ID_LENGTH = 200
+
+
+@dataclass(frozen=True)
+class Claim:
+    kind: str
+    value: str
+
+    @property
+    def strong(self) -> bool:
+        return self.kind in _STRONG_ORDER
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.kind, crypto.lookup_hash(self.kind, self.value))
+
+
+def make_claim(kind: str, raw: Any) -> Claim:
+    """Normalise one id; raises ``crypto.InvalidValue`` with a readable reason."""
+    if kind not in IdentityKind.values:
+        raise crypto.InvalidValue(f"unknown identity kind {kind!r}")
+    if raw is None or isinstance(raw, (dict, list, bool)):
+        raise crypto.InvalidValue(f"{kind} must be a string or number")
+    text = str(raw).strip()
+    if not text:
+        raise crypto.InvalidValue(f"{kind} is empty")
+    if len(text) > MAX_ID_LENGTH:
+        raise crypto.InvalidValue(f"{kind} is longer than {MAX_ID_LENGTH} characters")
+    normaliser = _NORMALISERS.get(kind)
+    return Claim(kind, normaliser(text) if normaliser else text)
+
+
+@dataclass
+class _NewPerson:
+    """A person created in this batch, saved in bulk at the end."""
+
+    claims: list[Claim] = field(default_factory=list)
+    row: Person | None = None
+
+
+class IdentityCache:
+    """Process-wide LRU of (kind, hash) -> person id; only committed facts go in."""
+
+    def __init__(self, limit: int = 2_000_000) -> None:
+        self._data: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._limit = limit
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[str, str]) -> int | None:
+        return self._data.get(key)
+
+    def update(self, entries: dict[tuple[str, str], int]) -> None:
+        with self._lock:
+            self._data.update(entries)
+            while len(self._data) > self._limit:
+                self._data.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._data.clear()
+
+
+CACHE = IdentityCache()
+
+
+class Resolver:
+    """Resolve a batch of claim lists to person ids inside one transaction."""
+
+    def __init__(self, actor_label: str, source_id: int | None = None) -> None:
+        self.actor_label = actor_label
+        self.source_id = source_id
+        self._owner: dict[tuple[str, str], int | _NewPerson] = {}
+        self._strong: dict[int, dict[str, set[str]]] = {}
+        self._new_persons: list[_NewPerson] = []
+        self._new_identities: list[tuple[Claim, int | _NewPerson]] = []
+        self._redirect: dict[int, int] = {}
+        self.merges: list[tuple[int, int]] = []  # (merged, into)
+
+    # -- public --------------------------------------------------------------
+    def resolve(self, claim_lists: list[list[Claim]], evidence: list[dict]) -> list[int]:
+        """Return the person id for each claim list (must run inside ``atomic``)."""
+        self._prefetch([c for claims in claim_lists for c in claims])
+        targets = [self._resolve_one(claims, ev) for claims, ev in zip(claim_lists, evidence, strict=True)]
+        self._flush()
+        return [self._final_id(t) for t in targets]
+
+    # -- lookups -------------------------------------------------------------
+    def _prefetch(self, claims: list[Claim]) -> None:
+        missing: dict[str, list[str]] = defaultdict(list)
+        for claim in claims:
+            key = claim.key
+            if key in self._owner:
+                continue
+            cached = CACHE.get(key)
+            if cached is not None:
+                self._owner[key] = cached
+            else:
+                missing[key[0]].append(key[1])
+        for kind, hashes in missing.items():
+            unique = list(dict.fromkeys(hashes))
+            for i in range(0, len(unique), 500):
+                rows = Identity.objects.filter(kind=kind, value_hash__in=unique[i : i + 500])
+                for h, pid in rows.values_list("value_hash", "person_id"):
+                    self._owner[(kind, h)] = pid
+        self._follow_merges()
+
+    def _follow_merges(self) -> None:
+        """Replace ids of persons merged elsewhere (maybe by another process) by survivors."""
+        ids = {p for p in self._owner.values() if isinstance(p, int)}
+        rows = dict(Person.objects.filter(pk__in=ids, merged_into__isnull=False).values_list("pk", "merged_into"))
+        for merged, into in rows.items():
+            while True:
+                nxt = Person.objects.filter(pk=into).values_list("merged_into", flat=True).first()
+                if not nxt:
+                    break
+                into = nxt
+            self._redirect[merged] = into
+        for key, pid in self._owner.items():
+            if isinstance(pid, int) and pid in self._redirect:
+                self._owner[key] = self._redirect[pid]
+
+    def _strong_ids(self, person: int | _NewPerson) -> dict[str, set[str]]:
+        if isinstance(person, _NewPerson):
+            out: dict[str, set[str]] = defaultdict(set)
+            for c in person.claims:
+                if c.strong:
+                    out[c.kind].add(c.key[1])
+            return out
+        if person not in self._strong:
+            out = defaultdict(set)
+            rows = Identity.objects.filter(person_id=person, kind__in=STRONG_KINDS)
+            for kind, h in rows.values_list("kind", "value_hash"):
+                out[kind].add(h)
+            self._strong[person] = out
+        return self._strong[person]
+
+    @staticmethod
+    def _conflicts(a: dict[str, set[str]], b: dict[str, set[str]]) -> list[str]:
+        return sorted(k for k in a.keys() & b.keys() if a[k] and b[k] and not (a[k] & b[k]))
+
+    # -- the rules -----------------------------------------------------------
+    def _resolve_one(self, claims: list[Claim], evidence: dict) -> int | _NewPerson:
+        claims = list(dict.fromkeys(claims))
+        strong = sorted((c for c in claims if c.strong), key=lambda c: _STRONG_ORDER[c.kind])
+        weak = [c for c in claims if not c.strong]
+        strong_persons = self._persons_of(strong)
+        weak_persons = [p for p in self._persons_of(weak) if p not in strong_persons]
+        new_strong = {c.kind: {c.key[1]} for c in strong if c.key not in self._owner}
+
+        target = strong_persons[0] if strong_persons else None
+        for other in strong_persons[1:]:
+            target = self._merge_or_flag(target, other, evidence)
+        for other in weak_persons:
+            if target is None:
+                if not self._conflicts(self._strong_ids(other), new_strong):
+                    target = other
+            else:
+                target = self._merge_or_flag(target, other, evidence, quiet_if_incompatible=bool(strong))
+        if target is None:
+            target = _NewPerson()
+            self._new_persons.append(target)
+        for claim in claims:
+            if claim.key not in self._owner:
+                self._attach(claim, target)
+        return target
+
+    def _persons_of(self, claims: list[Claim]) -> list[int | _NewPerson]:
+        seen: list[int | _NewPerson] = []
+        for claim in claims:
+            person = self._owner.get(claim.key)
+            if person is not None and not any(person is s for s in seen):
+                seen.append(person)
+        return seen
+
+    def _attach(self, claim: Claim, person: int | _NewPerson) -> None:
+        self._owner[claim.key] = person
+        if isinstance(person, _NewPerson):
+            person.claims.append(claim)
+        elif claim.strong:
+            self._strong_ids(person)[claim.kind].add(claim.key[1])
+        self._new_identities.append((claim, person))
+
+    def _merge_or_flag(self, target, other, evidence: dict, quiet_if_incompatible: bool = False):
+        """Merge ``other`` into ``target`` if compatible; otherwise queue a conflict."""
+        if target is other:
+            return target
+        conflicts = self._conflicts(self._strong_ids(target), self._strong_ids(other))
+        if conflicts:
+            if not quiet_if_incompatible:
+                self._flag(target, other, conflicts, evidence)
+            return target
+        if isinstance(other, _NewPerson):
+            for claim in other.claims:
+                self._owner[claim.key] = target
+                if isinstance(target, _NewPerson):
+                    target.claims.append(claim)
+            self._new_identities = [(c, target if p is other else p) for c, p in self._new_identities]
+            self._new_persons.remove(other)
+            return target
+        if isinstance(target, _NewPerson):
+            # An existing person survives; the new one was only ever in memory.
+            return self._merge_or_flag(other, target, evidence)
+        self._merge(other, target, evidence)
+        return target
+
+    def _flag(self, a, b, conflicts: list[str], evidence: dict) -> None:
+        if not (isinstance(a, int) and isinstance(b, int)):
+            return
+        lo, hi = sorted((a, b))
+        if not MergeConflict.objects.filter(person_a_id=lo, person_b_id=hi, status="open").exists():
+            MergeConflict.objects.create(
+                person_a_id=lo, person_b_id=hi, conflicting_kinds=conflicts, evidence=evidence
+            )
+
+    def _merge(self, merged: int, into: int, evidence: dict) -> None:
+        merge_persons(merged, into, reason=evidence.get("reason", "linked"), evidence=evidence,
+                      actor_label=self.actor_label)
+        self.merges.append((merged, into))
+        self._redirect[merged] = into
+        for key, pid in self._owner.items():
+            if pid == merged:
+                self._owner[key] = into
+        strong = self._strong_ids(into)
+        for kind, values in self._strong.pop(merged, {}).items():
+            strong[kind] |= values
+
+    # -- writing -------------------------------------------------------------
+    def _flush(self) -> None:
+        if self._new_persons:
+            rows = Person.objects.bulk_create([Person() for _ in self._new_persons], batch_size=500)
+            for np_, row in zip(self._new_persons, rows, strict=True):
+                np_.row = row
+        identities = []
+        for claim, person in self._new_identities:
+            pid = self._final_id(person)
+            identities.append(Identity(person_id=pid, kind=claim.kind, value_hash=claim.key[1],
+                                       value_enc=crypto.encrypt(claim.value), source_id=self.source_id))
+        Identity.objects.bulk_create(identities, batch_size=500)
+        committed = {key: self._final_id(p) for key, p in self._owner.items()}
+        transaction.on_commit(lambda: CACHE.update(committed))
+
+    def _final_id(self, person: int | _NewPerson) -> int:
+        if isinstance(person, _NewPerson):
+            assert person.row is not None
+            return person.row.pk
+        return self._redirect.get(person, person)
+
+
+def merge_persons(merged_id: int, into_id: int, *, reason: str, evidence: dict, actor_label: str) -> PersonMerge:
+    """Fold person ``merged_id`` into ``into_id``: ids, orders and computed attributes move.
+
+    The event store is not rewritten; the override is recorded by the caller's
+    event-store hook (``analytics.engine.record_overrides``) from ``PersonMerge`` rows.
+    """
+    from siyu.customers.profile import fold_profile
+
+    merged = Person.objects.select_for_update().get(pk=merged_id)
+    into = Person.objects.select_for_update().get(pk=into_id)
+    Identity.objects.filter(person_id=merged_id).update(person_id=into_id)
+    Person.objects.filter(merged_into_id=merged_id).update(merged_into_id=into_id)
+    fold_profile(merged, into)
+    merged.merged_into_id = into_id
+    merged.save(update_fields=["merged_into"])
+    return PersonMerge.objects.create(
+        into_id=into_id, merged_id=merged_id, reason=reason, evidence=evidence, actor_label=actor_label
+    )

@@ -1,0 +1,54 @@
+"""State changes for sources."""
+
+from __future__ import annotations
+
+from django.db import transaction
+
+from siyu.accounts.actor import Actor
+from siyu.ingest.models import Source
+from siyu.privacy.actions import audit
+
+
+class SourceError(ValueError):
+    pass
+
+
+def create_source(actor: Actor, name: str, kind: str = Source.Kind.SEGMENT) -> Source:
+    """Create a source with a fresh write key; raises SourceError for a bad or taken name."""
+    name = (name or "").strip()
+    if not name or len(name) > 100:
+        raise SourceError("name must be 1-100 characters")
+    if kind not in Source.Kind.values:
+        raise SourceError(f"kind must be one of {', '.join(Source.Kind.values)}")
+    with transaction.atomic():
+        if Source.objects.filter(name=name).exists():
+            raise SourceError(f"a source named {name!r} already exists")
+        source = Source.objects.create(name=name, kind=kind, created_by=actor.label)
+        audit(actor, "change", "source", source.pk, op="create", name=name, kind=kind)
+    return source
+
+
+def rotate_write_key(actor: Actor, source: Source) -> Source:
+    from siyu.ingest.models import new_write_key
+
+    with transaction.atomic():
+        source.write_key = new_write_key()
+        source.save(update_fields=["write_key"])
+        audit(actor, "change", "source", source.pk, op="rotate_key")
+    return source
+
+
+def source_dict(source: Source) -> dict:
+    return {
+        "id": source.pk,
+        "name": source.name,
+        "kind": source.kind,
+        "write_key": source.write_key,
+        "enabled": source.enabled,
+        "created_at": source.created_at.isoformat(),
+        "created_by": source.created_by,
+        "endpoints": {
+            "segment": "/v1/batch",
+            "sensors": f"/sa?project={source.name}",
+        },
+    }

@@ -1,0 +1,131 @@
+"""The one shape every inbound protocol is turned into before the pipeline sees it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from siyu.customers.identity import Claim
+
+MAX_EVENT_NAME = 200
+MAX_FUTURE_SKEW = timedelta(days=1)
+MIN_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+
+# Property and context keys that may hold personal data: never written to the event store.
+PII_KEYS = frozenset({
+    "name", "first_name", "firstName", "last_name", "lastName", "username", "nickname", "real_name",
+    "phone", "mobile", "tel", "email", "address", "id_card", "idCard", "password", "ip",
+    "$name", "$phone", "$email", "$ip", "traits", "externalIds", "identities", "unionid",
+    "openid", "wecom_id", "wechat_unionid", "wechat_openid", "userAgent", "$user_agent",
+})
+
+
+class MessageError(ValueError):
+    """A message that cannot be accepted; ``field`` names the offending part."""
+
+    def __init__(self, field: str, reason: str) -> None:
+        super().__init__(f"{field}: {reason}" if field else reason)
+        self.field = field
+        self.reason = reason
+
+
+@dataclass
+class OrderInfo:
+    order_id: str
+    kind: str  # "completed" | "refunded"
+    amount: Decimal | None
+    currency: str = "CNY"
+    coupon: str = ""
+    items: list = field(default_factory=list)
+
+
+@dataclass
+class Message:
+    type: str
+    message_id: str
+    claims: list[Claim]
+    distinct: Claim
+    timestamp: datetime
+    received_at: datetime
+    event: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+    context: dict[str, Any] = field(default_factory=dict)
+    traits: dict[str, Any] = field(default_factory=dict)
+    pii: dict[str, str] = field(default_factory=dict)
+    profile_op: str | None = None  # set | set_once | increment | append | unset
+    touch: dict[str, str] = field(default_factory=dict)
+    order: OrderInfo | None = None
+    store_event: bool = True
+
+
+def scrub(data: Any, depth: int = 0) -> Any:
+    """A copy of ``data`` without personal-data keys, at any depth."""
+    if depth > 8:
+        return None
+    if isinstance(data, dict):
+        return {k: scrub(v, depth + 1) for k, v in data.items() if k not in PII_KEYS}
+    if isinstance(data, list):
+        return [scrub(v, depth + 1) for v in data]
+    return data
+
+
+def parse_time(value: Any, field_name: str) -> datetime:
+    """ISO-8601 string or epoch milliseconds to an aware UTC datetime."""
+    if isinstance(value, bool):
+        raise MessageError(field_name, "must be an ISO-8601 time or epoch milliseconds")
+    if isinstance(value, (int, float)):
+        try:
+            parsed = datetime.fromtimestamp(value / 1000, tz=UTC)
+        except (OverflowError, OSError, ValueError):
+            raise MessageError(field_name, "epoch milliseconds out of range") from None
+    elif isinstance(value, str):
+        try:
+            parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise MessageError(field_name, f"not an ISO-8601 time: {value[:40]!r}") from None
+        if parsed.tzinfo is None:
+            parsed = parsed.replace(tzinfo=UTC)
+    else:
+        raise MessageError(field_name, "must be an ISO-8601 time or epoch milliseconds")
+    return parsed.astimezone(UTC)
+
+
+def check_time(ts: datetime, received_at: datetime, field_name: str) -> datetime:
+    if ts > received_at + MAX_FUTURE_SKEW:
+        raise MessageError(field_name, "is more than a day in the future")
+    if ts < MIN_TIMESTAMP:
+        raise MessageError(field_name, "is before the year 2000")
+    return ts
+
+
+def parse_money(value: Any, field_name: str) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise MessageError(field_name, "must be a number")
+    try:
+        amount = Decimal(str(value))
+    except InvalidOperation:
+        raise MessageError(field_name, f"not a number: {str(value)[:40]!r}") from None
+    if not amount.is_finite() or amount < 0 or amount >= Decimal("1e12"):
+        raise MessageError(field_name, "must be a non-negative amount below 10^12")
+    return amount.quantize(Decimal("0.01"))
+
+
+def touch_from(properties: dict[str, Any], campaign: dict[str, Any] | None = None) -> dict[str, str]:
+    """Attribution facts (channel, UTM, store, QR scene, referrer) a message carries."""
+    campaign = campaign or {}
+    touch = {
+        "utm_source": campaign.get("source") or properties.get("utm_source"),
+        "utm_medium": campaign.get("medium") or properties.get("utm_medium"),
+        "utm_campaign": campaign.get("name") or properties.get("utm_campaign"),
+        "store": properties.get("store") or properties.get("store_id"),
+        "qr_scene": properties.get("qr_scene") or properties.get("scene"),
+        "referrer": properties.get("referrer_code") or properties.get("invite_code"),
+    }
+    touch = {k: str(v)[:100] for k, v in touch.items() if v not in (None, "") and not isinstance(v, (dict, list))}
+    channel = properties.get("channel") if isinstance(properties.get("channel"), str) else None
+    channel = channel or touch.get("utm_source") or ("store_qr" if "qr_scene" in touch or "store" in touch else None)
+    if channel:
+        touch["channel"] = channel[:64]
+    return touch

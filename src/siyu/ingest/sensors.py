@@ -1,0 +1,156 @@
+"""Sensors Data (神策) protocol records -> ``Message``.
+
+The WeChat mini-program SDK and most Chinese SDKs post ``data`` or
+``data_list``: base64 of JSON (optionally gzip-compressed first, flagged by
+``gzip=1``). Record types: track, track_signup, profile_set, profile_set_once,
+profile_increment, profile_append, profile_unset, profile_delete.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import gzip
+import hashlib
+import json
+import zlib
+from datetime import datetime
+from typing import Any
+
+from siyu.customers.identity import Claim, make_claim
+from siyu.customers.profile import split_traits
+from siyu.ingest.messages import MAX_EVENT_NAME, Message, MessageError, check_time, parse_time, scrub, touch_from
+from siyu.ingest.segment import ORDER_EVENTS, _order
+from siyu.privacy.crypto import InvalidValue
+
+TYPES = ("track", "track_signup", "profile_set", "profile_set_once", "profile_increment",
+         "profile_append", "profile_unset", "profile_delete")
+IDENTITY_KINDS = {
+    "$identity_login_id": "user_id",
+    "$identity_anonymous_id": "anonymous_id",
+    "$identity_distinct_id": "anonymous_id",
+    "$identity_cookie_id": "anonymous_id",
+    "$identity_android_id": "anonymous_id",
+    "$identity_idfv": "anonymous_id",
+    "$identity_mp_id": "anonymous_id",
+    "$identity_mp_openid": "openid",
+    "$identity_mp_wx17_openid": "openid",
+    "$identity_mp_unionid": "unionid",
+    "$identity_mp_wx17_unionid": "unionid",
+    "$identity_mobile": "phone",
+    "$identity_email": "email",
+    "$identity_wecom_external_userid": "wecom_id",
+    "$identity_member_no": "member_no",
+}
+PROFILE_OPS = {"profile_set": "set", "profile_set_once": "set_once", "profile_increment": "increment",
+               "profile_append": "append", "profile_unset": "unset", "profile_delete": "unset"}
+
+
+def decode_payload(value: str, gzipped: bool) -> Any:
+    """Decode one ``data``/``data_list`` form value; raises MessageError when unreadable."""
+    try:
+        raw = base64.b64decode(value.replace(" ", "+"), validate=False)
+    except (binascii.Error, ValueError):
+        raise MessageError("data", "not valid base64") from None
+    if gzipped or raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError, zlib.error):
+            raise MessageError("data", "gzip flag set but the payload is not gzip") from None
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise MessageError("data", "not valid JSON after base64 decoding") from None
+
+
+def _claim(kind: str, value: Any, field: str) -> Claim:
+    try:
+        return make_claim(kind, value)
+    except InvalidValue as exc:
+        raise MessageError(field, str(exc)) from None
+
+
+def _claims(raw: dict, properties: dict) -> tuple[list[Claim], Claim]:
+    distinct_id = raw.get("distinct_id")
+    if distinct_id in (None, "") or isinstance(distinct_id, (dict, list, bool)):
+        raise MessageError("distinct_id", "is required")
+    identities = raw.get("identities") or {}
+    if not isinstance(identities, dict):
+        raise MessageError("identities", "must be an object")
+    is_login = bool(raw.get("login_id")) or properties.get("$is_login_id") is True
+    login_id = raw.get("login_id") or (distinct_id if is_login else None)
+    claims: list[Claim] = []
+    if login_id:
+        claims.append(_claim("user_id", login_id, "login_id"))
+    if raw.get("type") == "track_signup" and raw.get("original_id"):
+        claims.append(_claim("anonymous_id", raw["original_id"], "original_id"))
+    anon = raw.get("anonymous_id") or (None if is_login else distinct_id)
+    if anon:
+        claims.append(_claim("anonymous_id", anon, "anonymous_id"))
+    for key, value in identities.items():
+        kind = IDENTITY_KINDS.get(key)
+        if kind and value not in (None, ""):
+            claims.append(_claim(kind, value, f"identities.{key}"))
+    return claims, claims[0]
+
+
+def _message_id(raw: dict) -> str:
+    track_id = raw.get("_track_id")
+    basis = json.dumps([raw.get("distinct_id"), track_id, raw.get("time"), raw.get("event"), raw.get("type")],
+                       default=str)
+    return "sa:" + hashlib.sha256(basis.encode()).hexdigest()[:32]
+
+
+def _check_profile_values(op: str | None, values: dict[str, Any]) -> None:
+    for key, value in values.items():
+        if op == "increment" and (isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise MessageError(f"properties.{key}", "profile_increment needs a number")
+        if op == "append" and not isinstance(value, list):
+            raise MessageError(f"properties.{key}", "profile_append needs a list")
+
+
+def parse(raw: Any, received_at: datetime) -> Message:
+    """Validate one Sensors record; raises ``MessageError`` naming the bad field."""
+    if not isinstance(raw, dict):
+        raise MessageError("", "a record must be a JSON object")
+    rtype = raw.get("type")
+    if rtype not in TYPES:
+        raise MessageError("type", f"must be one of {', '.join(TYPES)}")
+    properties = raw.get("properties") or {}
+    if not isinstance(properties, dict):
+        raise MessageError("properties", "must be an object")
+    claims, distinct = _claims(raw, properties)
+    timestamp = received_at if raw.get("time") is None else check_time(parse_time(raw["time"], "time"),
+                                                                      received_at, "time")
+    event, order, op = None, None, PROFILE_OPS.get(rtype)
+    plain: dict[str, Any] = {}
+    pii: dict[str, str] = {}
+    if rtype in ("track", "track_signup"):
+        event = raw.get("event")
+        if not isinstance(event, str) or not event.strip() or len(event) > MAX_EVENT_NAME:
+            raise MessageError("event", f"track needs an event name of at most {MAX_EVENT_NAME} characters")
+        order = _order(event, properties) if event in ORDER_EVENTS else None
+    else:
+        plain, pii = split_traits({k: v for k, v in properties.items() if not k.startswith("$is_")})
+        _check_profile_values(op, plain)
+        event = "$" + rtype
+    lib = raw.get("lib") if isinstance(raw.get("lib"), dict) else {}
+    return Message(
+        type="track" if rtype.startswith("track") else "identify",
+        message_id=_message_id(raw),
+        claims=claims,
+        distinct=distinct,
+        timestamp=timestamp,
+        received_at=received_at,
+        event=event,
+        properties=scrub(properties) if op is None else {"keys": sorted(plain)},
+        context={"library": scrub(lib), "project": raw.get("project")},
+        traits=plain,
+        pii=pii,
+        profile_op=op,
+        touch=touch_from({**properties, "utm_source": properties.get("$utm_source"),
+                          "utm_medium": properties.get("$utm_medium"),
+                          "utm_campaign": properties.get("$utm_campaign"),
+                          "scene": properties.get("$scene")}) if op is None else {},
+        order=order,
+    )

@@ -1,0 +1,205 @@
+"""HTTP ingestion endpoints: Segment's tracking API and the Sensors Data protocol.
+
+These are plain Django views rather than API routes because the protocols fix
+their own auth (write keys), encodings (gzip, base64 forms) and status codes.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import time
+import zlib
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, JsonResponse
+from django.views.decorators.csrf import csrf_exempt
+
+from siyu.analytics.engine import utcnow
+from siyu.ingest import segment, sensors
+from siyu.ingest.messages import Message, MessageError
+from siyu.ingest.models import DeadLetter, Source
+from siyu.ingest.writer import Overloaded, get_writer
+from siyu.privacy import crypto
+
+WAIT_SECONDS = 60
+_KEY_TTL = 10.0
+_keys: dict[str, tuple[float, int | None]] = {}
+
+
+class BodyError(Exception):
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status, self.reason = status, reason
+
+
+def _error(status: int, reason: str, **extra: Any) -> JsonResponse:
+    return JsonResponse({"success": False, "error": reason, **extra}, status=status)
+
+
+def read_body(request: HttpRequest, limit: int) -> bytes:
+    """The request body, gunzipped, refused with 413 past ``limit`` bytes either way."""
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > limit:
+        raise BodyError(413, f"body of {length} bytes is over the {limit}-byte limit")
+    raw = request.read(limit + 1)
+    if len(raw) > limit:
+        raise BodyError(413, f"body is over the {limit}-byte limit")
+    if request.META.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip":
+        inflater = zlib.decompressobj(wbits=31)
+        try:
+            raw = inflater.decompress(raw, limit + 1)
+        except zlib.error:
+            raise BodyError(400, "Content-Encoding is gzip but the body is not valid gzip") from None
+        if len(raw) > limit or inflater.unconsumed_tail:
+            raise BodyError(413, f"decompressed body is over the {limit}-byte limit")
+    return raw
+
+
+def source_for_key(write_key: str | None) -> int | None:
+    """The enabled source with this write key (cached briefly: it is on every request)."""
+    if not write_key:
+        return None
+    now = time.monotonic()
+    hit = _keys.get(write_key)
+    if hit and hit[0] > now:
+        return hit[1]
+    row = Source.objects.filter(write_key=write_key, enabled=True).values_list("pk", flat=True).first()
+    _keys[write_key] = (now + _KEY_TTL, row)
+    return row
+
+
+def _basic_key(request: HttpRequest) -> str | None:
+    header = request.META.get("HTTP_AUTHORIZATION", "")
+    if not header.lower().startswith("basic "):
+        return None
+    try:
+        decoded = base64.b64decode(header[6:].strip()).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    return decoded.split(":", 1)[0] or None
+
+
+def dead_letter(source_id: int | None, endpoint: str, index: int | None, raw: Any, err: MessageError) -> dict:
+    message_id = raw.get("messageId", "") if isinstance(raw, dict) else ""
+    DeadLetter.objects.create(
+        source_id=source_id, endpoint=endpoint, message_index=index,
+        message_id=str(message_id)[:200], field=err.field[:100], reason=err.reason[:500],
+        payload_enc=crypto.encrypt(json.dumps(raw, ensure_ascii=False, default=str)[:100_000]),
+    )
+    return {"index": index, "messageId": message_id or None, "field": err.field, "reason": err.reason}
+
+
+def _commit(messages: list[tuple[int | None, Message]]) -> JsonResponse | None:
+    if not messages:
+        return None
+    try:
+        get_writer().submit(messages).result(timeout=WAIT_SECONDS)
+    except Overloaded:
+        response = _error(429, "overloaded: retry later")
+        response["Retry-After"] = "1"
+        return response
+    return None
+
+
+@csrf_exempt
+def segment_endpoint(request: HttpRequest, msg_type: str) -> JsonResponse:
+    if request.method != "POST":
+        return _error(405, "use POST")
+    received_at = utcnow()
+    limit = settings.SIYU_MAX_BATCH_BYTES if msg_type == "batch" else settings.SIYU_MAX_MESSAGE_BYTES
+    try:
+        body = read_body(request, limit)
+    except BodyError as exc:
+        return _error(exc.status, exc.reason)
+    try:
+        data = json.loads(body)
+    except (UnicodeDecodeError, ValueError) as exc:
+        return _error(400, f"body is not valid JSON: {exc}")
+    if not isinstance(data, dict):
+        return _error(400, "body must be a JSON object")
+    source_id = source_for_key(_basic_key(request) or (data.get("writeKey") if isinstance(data.get("writeKey"), str) else None))
+    if source_id is None:
+        return _error(401, "unknown or missing write key (HTTP Basic user name, or writeKey in the body)")
+    if msg_type == "batch":
+        raws = data.get("batch")
+        if not isinstance(raws, list):
+            return _error(400, "batch must be a list of messages", field="batch")
+    else:
+        raws = [data]
+    accepted, rejected = [], []
+    endpoint = f"/v1/{msg_type}"
+    context = data.get("context") if msg_type == "batch" and isinstance(data.get("context"), dict) else None
+    for index, raw in enumerate(raws):
+        try:
+            if msg_type == "batch" and len(json.dumps(raw, default=str)) > settings.SIYU_MAX_MESSAGE_BYTES:
+                raise MessageError("", f"message is over the {settings.SIYU_MAX_MESSAGE_BYTES}-byte limit")
+            msg = segment.parse(raw, received_at, msg_type=None if msg_type == "batch" else msg_type,
+                                batch_sent_at=data.get("sentAt") if msg_type == "batch" else None,
+                                batch_context=context)
+        except MessageError as err:
+            rejected.append(dead_letter(source_id, endpoint, index if msg_type == "batch" else None, raw, err))
+            continue
+        accepted.append((source_id, msg))
+    busy = _commit(accepted)
+    if busy is not None:
+        return busy
+    if msg_type != "batch" and rejected:
+        return _single_error(rejected[0])
+    return JsonResponse({"success": True, "accepted": len(accepted), "rejected": rejected})
+
+
+def _single_error(rejection: dict) -> JsonResponse:
+    field = rejection["field"]
+    reason = f"{field}: {rejection['reason']}" if field else rejection["reason"]
+    return _error(400, reason, field=field)
+
+
+def _sensors_payload(request: HttpRequest) -> tuple[Any, str]:
+    params = request.POST if request.method == "POST" else request.GET
+    gzipped = params.get("gzip") == "1"
+    if params.get("data_list"):
+        return sensors.decode_payload(params["data_list"], gzipped), "data_list"
+    if params.get("data"):
+        return sensors.decode_payload(params["data"], gzipped), "data"
+    raise MessageError("data", "form field data or data_list is required")
+
+
+@csrf_exempt
+def sensors_endpoint(request: HttpRequest) -> JsonResponse:
+    if request.method not in ("GET", "POST"):
+        return _error(405, "use POST (or GET for image beacons)")
+    received_at = utcnow()
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > settings.SIYU_MAX_BATCH_BYTES:
+        return _error(413, f"body of {length} bytes is over the {settings.SIYU_MAX_BATCH_BYTES}-byte limit")
+    project = request.GET.get("project") or request.GET.get("token") or ""
+    source_id = source_for_key(request.GET.get("token")) or _sensors_source(project)
+    if source_id is None:
+        return _error(401, f"no Sensors source named {project!r} (create one with `siyu source create NAME --kind sensors`)")
+    try:
+        payload, field = _sensors_payload(request)
+    except MessageError as err:
+        return _error(400, err.reason, field=err.field)
+    records = payload if isinstance(payload, list) else [payload]
+    accepted, rejected = [], []
+    for index, raw in enumerate(records):
+        try:
+            accepted.append((source_id, sensors.parse(raw, received_at)))
+        except MessageError as err:
+            rejected.append(dead_letter(source_id, "/sa", index, raw, err))
+    busy = _commit(accepted)
+    if busy is not None:
+        return busy
+    if field == "data" and rejected:
+        return _single_error(rejected[0])
+    return JsonResponse({"success": True, "accepted": len(accepted), "rejected": rejected})
+
+
+def _sensors_source(project: str) -> int | None:
+    if not project:
+        return None
+    return Source.objects.filter(name=project, kind=Source.Kind.SENSORS, enabled=True).values_list(
+        "pk", flat=True).first()

@@ -1,0 +1,104 @@
+"""Group commit: one writer thread turns many requests' messages into one commit.
+
+Request threads parse and validate, then ``submit`` and wait. The writer takes
+everything queued (up to ``MAX_GROUP`` messages), runs ``pipeline.process`` once,
+and wakes every waiting request. A request is answered only after its messages
+are committed in both stores. If a group fails, each request in it is retried
+alone so one bad request cannot fail its neighbours.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from concurrent.futures import Future
+
+from django.conf import settings
+from django.db import close_old_connections, connection
+
+from siyu.ingest import pipeline
+from siyu.ingest.messages import Message
+
+log = logging.getLogger("siyu.ingest")
+MAX_GROUP = 5_000
+
+Item = tuple[list[tuple[int | None, Message]], Future]
+
+
+class Overloaded(RuntimeError):
+    """The queue is full; the caller should answer 429 with Retry-After."""
+
+
+class IngestWriter:
+    def __init__(self, queue_limit: int) -> None:
+        self._queue: queue.Queue[Item] = queue.Queue(maxsize=queue_limit)
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+
+    def submit(self, items: list[tuple[int | None, Message]]) -> Future:
+        if settings.SIYU_INGEST_SYNC:
+            fut: Future = Future()
+            try:
+                fut.set_result(pipeline.process(items))
+            except Exception as exc:  # noqa: BLE001 - handed to the waiting request
+                fut.set_exception(exc)
+            return fut
+        self._ensure_thread()
+        fut = Future()
+        try:
+            self._queue.put_nowait((items, fut))
+        except queue.Full:
+            raise Overloaded("ingestion queue is full") from None
+        return fut
+
+    def _ensure_thread(self) -> None:
+        with self._start_lock:
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(target=self._run, name="siyu-ingest-writer", daemon=True)
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            group = [self._queue.get()]
+            size = len(group[0][0])
+            while size < MAX_GROUP:
+                try:
+                    item = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                group.append(item)
+                size += len(item[0])
+            self._commit(group)
+
+    def _commit(self, group: list[Item]) -> None:
+        close_old_connections()
+        try:
+            outcome = pipeline.process([m for items, _f in group for m in items])
+        except Exception:
+            log.exception("group commit failed; retrying its %d requests one by one", len(group))
+            connection.close()
+            for items, fut in group:
+                self._commit_one(items, fut)
+            return
+        for _items, fut in group:
+            fut.set_result(outcome)
+
+    @staticmethod
+    def _commit_one(items, fut: Future) -> None:
+        try:
+            fut.set_result(pipeline.process(items))
+        except Exception as exc:  # noqa: BLE001
+            fut.set_exception(exc)
+
+
+_writer: IngestWriter | None = None
+_writer_lock = threading.Lock()
+
+
+def get_writer() -> IngestWriter:
+    global _writer
+    with _writer_lock:
+        if _writer is None:
+            _writer = IngestWriter(settings.SIYU_INGEST_QUEUE_LIMIT)
+        return _writer

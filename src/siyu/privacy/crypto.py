@@ -1,0 +1,94 @@
+"""Encryption at rest and keyed lookup hashes for personal data.
+
+Values are encrypted with AES-GCM under the newest key; older keys still
+decrypt, so keys rotate by prepending a new one to ``SIYU_PII_KEYS``. Beside each
+ciphertext we store an HMAC-SHA256 of the *normalised* value, keyed by a key
+derived from the first key ever configured, so exact-match lookups ("find the
+customer with phone 138…") work without decrypting anything.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from functools import lru_cache
+
+import phonenumbers
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from django.conf import settings
+
+from siyu import conf
+
+_NONCE = 12
+
+
+class InvalidValue(ValueError):
+    """A personal-data value that cannot be normalised (e.g. not a phone number)."""
+
+
+@lru_cache(maxsize=1)
+def _keys() -> tuple[tuple[bytes, AESGCM], ...]:
+    out = []
+    for raw in conf.pii_keys():
+        key = hashlib.sha256(("siyu-enc:" + raw).encode()).digest()
+        key_id = hashlib.sha256(key).digest()[:2]
+        out.append((key_id, AESGCM(key)))
+    return tuple(out)
+
+
+@lru_cache(maxsize=1)
+def _hmac_key() -> bytes:
+    # The lookup key must not change when encryption keys rotate, or every stored
+    # hash would need recomputing: derive it from the oldest configured key.
+    return hashlib.sha256(("siyu-lookup:" + conf.pii_keys()[-1]).encode()).digest()
+
+
+def reset_key_cache() -> None:
+    _keys.cache_clear()
+    _hmac_key.cache_clear()
+
+
+def encrypt(value: str) -> str:
+    """Encrypt ``value``; returns ``base64(key_id | nonce | ciphertext)``."""
+    key_id, aead = _keys()[0]
+    nonce = os.urandom(_NONCE)
+    blob = key_id + nonce + aead.encrypt(nonce, value.encode(), None)
+    return base64.b64encode(blob).decode()
+
+
+def decrypt(token: str) -> str:
+    """Decrypt a value produced by :func:`encrypt` under any configured key."""
+    blob = base64.b64decode(token)
+    key_id, nonce, ciphertext = blob[:2], blob[2 : 2 + _NONCE], blob[2 + _NONCE :]
+    for kid, aead in _keys():
+        if kid == key_id:
+            return aead.decrypt(nonce, ciphertext, None).decode()
+    raise InvalidValue("no configured key can decrypt this value")
+
+
+def lookup_hash(kind: str, normalised: str) -> str:
+    """Keyed hash of an already-normalised value, namespaced by its kind."""
+    digest = hmac.new(_hmac_key(), f"{kind}:{normalised}".encode(), hashlib.sha256)
+    return digest.hexdigest()
+
+
+def normalise_phone(value: str) -> str:
+    """Return the phone number in E.164 form; raises InvalidValue when it is not one."""
+    text = str(value).strip()
+    try:
+        parsed = phonenumbers.parse(text, None if text.startswith("+") else settings.SIYU_DEFAULT_REGION)
+    except phonenumbers.NumberParseException as exc:
+        raise InvalidValue(f"not a phone number: {exc}") from None
+    if not phonenumbers.is_possible_number(parsed):
+        raise InvalidValue("not a possible phone number")
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+
+
+def normalise_email(value: str) -> str:
+    text = str(value).strip().lower()
+    local, _, domain = text.partition("@")
+    if not local or "." not in domain or " " in text:
+        raise InvalidValue("not an email address")
+    return text

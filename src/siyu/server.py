@@ -1,0 +1,32 @@
+"""``siyu serve``: one process that owns the event store and serves everything."""
+
+from __future__ import annotations
+
+import logging
+
+from waitress import serve as waitress_serve
+
+log = logging.getLogger("siyu")
+
+
+def prepare() -> None:
+    """Open the event store and bring it up to date with the operational database."""
+    from siyu.analytics import sync
+    from siyu.analytics.engine import get_store
+
+    store = get_store()
+    done = sync.sync_all(store)
+    if any(done.values()):
+        log.info("event store synced: %s", done)
+
+
+def serve(host: str, port: int, threads: int = 16) -> None:
+    from django.core.management import call_command
+
+    from siyu.wsgi import application
+
+    call_command("collectstatic", interactive=False, verbosity=0)
+    prepare()
+    print(f"siyu is serving on http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
+    waitress_serve(application, host=host, port=port, threads=threads, ident="siyu",
+                   max_request_body_size=1_048_576, channel_timeout=60, connection_limit=1000)

@@ -1,0 +1,92 @@
+"""Shared fixtures: a fresh event store per test, synchronous ingestion, write keys, users."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import pytest
+
+
+
+@pytest.fixture(autouse=True)
+def _fresh_stores(settings, tmp_path):
+    from siyu.analytics import engine
+    from siyu.customers.identity import CACHE
+    from siyu.ingest import views
+    from siyu.ingest.pipeline import DEDUPE
+
+    settings.SIYU_INGEST_SYNC = True
+    settings.SIYU_EVENT_STORE = str(tmp_path / "events.duckdb")
+    engine.close_store()
+    CACHE.clear()
+    DEDUPE.reset()
+    views._keys.clear()
+    yield
+    engine.close_store()
+    CACHE.clear()
+    DEDUPE.reset()
+
+
+@pytest.fixture
+def source(db):
+    from siyu.accounts.actor import Actor
+    from siyu.ingest.actions import create_source
+
+    return create_source(Actor.system("test"), "web")
+
+
+@pytest.fixture
+def sensors_source(db):
+    from siyu.accounts.actor import Actor
+    from siyu.ingest.actions import create_source
+
+    return create_source(Actor.system("test"), "miniapp", kind="sensors")
+
+
+def basic(write_key: str) -> dict:
+    return {"HTTP_AUTHORIZATION": "Basic " + base64.b64encode(f"{write_key}:".encode()).decode()}
+
+
+@pytest.fixture
+def post_segment(client, source):
+    """POST a Segment payload with the source's write key; returns the response."""
+
+    def _post(path: str, body, **extra):
+        data = body if isinstance(body, (bytes, str)) else json.dumps(body)
+        return client.post(path, data=data, content_type="application/json", **{**basic(source.write_key), **extra})
+
+    return _post
+
+
+def make_user(role: str, username: str | None = None):
+    from siyu.accounts.actions import create_user
+
+    user, _pw = create_user(username or f"u-{role}", role, password="pw-12345678")
+    return user
+
+
+@pytest.fixture
+def analyst(db):
+    return make_user("data_analyst")
+
+
+@pytest.fixture
+def service_agent(db):
+    return make_user("customer_service")
+
+
+@pytest.fixture
+def admin_user(db):
+    return make_user("admin", "admin")
+
+
+@pytest.fixture
+def api_client(client):
+    """A client signed in as a given user (console session auth works for the API too)."""
+
+    def _as(user):
+        client.force_login(user)
+        return client
+
+    return _as
