@@ -79,3 +79,27 @@ def test_bad_ids_are_refused(kind, value):
 
     with pytest.raises(InvalidValue):
         make_claim(kind, value)
+
+
+def test_ids_above_the_small_int_cache_are_compared_by_value():
+    # Python caches ints up to 256; person ids past that must still compare equal.
+    Person.objects.bulk_create([Person() for _ in range(300)])
+    [p] = resolve([("anonymous_id", "late"), ("user_id", "late-user")])
+    assert p > 256
+    [again] = resolve([("anonymous_id", "late"), ("user_id", "late-user"), ("phone", "13800000009")])
+    assert again == p
+    assert PersonMerge.objects.count() == 0
+    assert not Person.objects.filter(merged_into_id=p).exists()
+
+
+def test_conflict_between_persons_created_in_the_same_batch_is_queued():
+    # Two people sign up and a third message claims they are one, all in one request.
+    p1, p2, p3 = resolve(
+        [("user_id", "amy"), ("phone", "13800000011")],
+        [("user_id", "ben"), ("phone", "13800000022")],
+        [("user_id", "amy"), ("user_id", "ben")],
+    )
+    assert p1 != p2 and p3 == p1
+    conflict = MergeConflict.objects.get()
+    assert {conflict.person_a_id, conflict.person_b_id} == {p1, p2}
+    assert conflict.conflicting_kinds == ["phone", "user_id"]

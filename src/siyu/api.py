@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from django.db import DataError
 from django.http import HttpRequest
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
@@ -31,6 +32,13 @@ def validation_error(request: HttpRequest, exc: ValidationError):
 @api.exception_handler(AuthenticationError)
 def auth_error(request: HttpRequest, exc: AuthenticationError):
     return api.create_response(request, {"error": "authentication required: send a Bearer token"}, status=401)
+
+
+@api.exception_handler(DataError)
+def data_error(request: HttpRequest, exc: DataError):
+    # The database refused a value the caller sent (PostgreSQL: a NUL character, a
+    # number out of range): the caller's error, not the server's.
+    return api.create_response(request, {"error": "invalid value", "detail": str(exc).strip()}, status=422)
 
 
 def require(request: HttpRequest, perm: str) -> None:

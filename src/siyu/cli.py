@@ -48,9 +48,12 @@ def cmd_serve(args: argparse.Namespace) -> None:
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from siyu.demo.build import build_demo
+    from siyu.demo.build import DemoError, build_demo
 
-    result = build_demo(customers=args.customers, seed=args.seed, progress=not args.json)
+    try:
+        result = build_demo(customers=args.customers, seed=args.seed, progress=not args.json, fresh=args.fresh)
+    except DemoError as exc:
+        raise CliError(str(exc)) from None
     emit(args, result, lambda r: "\n".join(f"{k}: {v}" for k, v in r.items()))
     if not args.no_serve:
         from siyu.server import serve
@@ -187,6 +190,19 @@ def cmd_token_create(args: argparse.Namespace) -> None:
          lambda d: f"token for {d['username']}: {d['token']}\n(shown once; store it now)")
 
 
+# -- developer tools ---------------------------------------------------------
+def cmd_openapi(args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from siyu.api import api
+
+    text = json.dumps(api.get_openapi_schema(), ensure_ascii=False, indent=2, default=str) + "\n"
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
 # -- parser ------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     from siyu.accounts.roles import ROLES
@@ -212,6 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--customers", type=int, default=20_000, help="customers to generate (default 20000)")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--no-serve", action="store_true", help="build and exit")
+    demo.add_argument("--fresh", action="store_true", help="wipe this data folder's database and events first")
     server_args(demo)
 
     source = sub.add_parser("source", help="Sources and write keys.").add_subparsers(dest="sub", required=True)
@@ -249,6 +266,9 @@ def build_parser() -> argparse.ArgumentParser:
     tc = add("create", cmd_token_create, "Create an API token for a user.", parent=token)
     tc.add_argument("username")
     tc.add_argument("--name", default="cli")
+
+    oa = add("openapi", cmd_openapi, "Print the REST API's OpenAPI schema (docs/openapi.json).", json_flag=False)
+    oa.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")
     return p
 
 

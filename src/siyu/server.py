@@ -21,12 +21,16 @@ def prepare() -> None:
 
 
 def serve(host: str, port: int, threads: int = 16) -> None:
+    from django.conf import settings
     from django.core.management import call_command
+
+    from siyu.ingest.writer import get_writer
 
     from siyu.wsgi import application
 
     call_command("collectstatic", interactive=False, verbosity=0)
     prepare()
+    get_writer().start()  # also syncs what other processes record while the server is idle
     print(f"siyu is serving on http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
     waitress_serve(application, host=host, port=port, threads=threads, ident="siyu",
-                   max_request_body_size=1_048_576, channel_timeout=60, connection_limit=1000)
+                   max_request_body_size=settings.SIYU_MAX_UPLOAD_BYTES, channel_timeout=60, connection_limit=1000)

@@ -23,6 +23,7 @@ INSTALLED_APPS = [
     "django.contrib.messages",
     "django.contrib.staticfiles",
     "django.contrib.humanize",
+    "django_htmx",
     "siyu.accounts",
     "siyu.privacy",
     "siyu.customers",
@@ -60,6 +61,7 @@ TEMPLATES = [
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
+                "siyu.console.context.console",
             ],
         },
     },
@@ -114,6 +116,7 @@ SIYU_INGEST_SYNC = os.environ.get("SIYU_INGEST_SYNC", "") == "1"
 SIYU_MAX_MESSAGE_BYTES = 32 * 1024
 SIYU_MAX_BATCH_BYTES = 500 * 1024
 SIYU_INGEST_QUEUE_LIMIT = int(os.environ.get("SIYU_INGEST_QUEUE_LIMIT", "200"))
+SIYU_MAX_UPLOAD_BYTES = int(os.environ.get("SIYU_MAX_UPLOAD_BYTES", str(512 * 1024 * 1024)))
 
 LOGGING = {
     "version": 1,

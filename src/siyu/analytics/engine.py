@@ -42,7 +42,6 @@ EVENT_COLUMNS: tuple[tuple[str, str, pa.DataType], ...] = (
     ("properties", "JSON", pa.string()),
     ("context", "JSON", pa.string()),
 )
-_ARROW_SCHEMA = pa.schema([(name, arrow) for name, _sql, arrow in EVENT_COLUMNS])
 _COLUMN_NAMES = ", ".join(name for name, _sql, _arrow in EVENT_COLUMNS)
 
 SCHEMA = [
@@ -112,7 +111,9 @@ class EventStore:
         """Append events in one transaction; durable when this returns."""
         if not rows:
             return
-        table = pa.Table.from_pylist([r.__dict__ for r in rows], schema=_ARROW_SCHEMA)
+        table = pa.table(
+            {name: pa.array([getattr(r, name) for r in rows], type=arrow) for name, _sql, arrow in EVENT_COLUMNS}
+        )
         with self._lock:
             cur = self._con.cursor()
             cur.register("_incoming", table)
@@ -170,6 +171,33 @@ class EventStore:
         params.append(limit)
         cols = ["uuid", "type", "event", "timestamp", "source_id", "channel", "store", "order_id", "revenue",
                 "properties"]
+        out = []
+        for row in self.cursor().execute(sql, params).fetchall():
+            item = dict(zip(cols, row, strict=True))
+            item["properties"] = json.loads(item["properties"]) if item["properties"] else {}
+            out.append(item)
+        return out
+
+    def timeline_page(
+        self, person_ids: Sequence[int], limit: int = 50, after: tuple[datetime, str] | None = None
+    ) -> list[dict]:
+        """Events of these persons, newest first, continuing past ``after`` = (timestamp, uuid).
+
+        Ordering by (timestamp, uuid) gives pages that neither skip nor repeat
+        events sharing a timestamp, which a bare ``timestamp < last`` would.
+        """
+        if not person_ids:
+            return []
+        marks = ", ".join("?" for _ in person_ids)
+        cols = ["uuid", "type", "event", "timestamp", "source_id", "channel", "store", "order_id", "revenue",
+                "properties"]
+        sql = f"SELECT {', '.join(cols)} FROM events WHERE person_id IN ({marks})"
+        params: list[Any] = list(person_ids)
+        if after is not None:
+            sql += " AND (timestamp < ? OR (timestamp = ? AND uuid < ?))"
+            params += [after[0], after[0], after[1]]
+        sql += " ORDER BY timestamp DESC, uuid DESC LIMIT ?"
+        params.append(limit)
         out = []
         for row in self.cursor().execute(sql, params).fetchall():
             item = dict(zip(cols, row, strict=True))

@@ -12,8 +12,8 @@ from siyu.accounts.actor import Actor
 from siyu.api import require
 from siyu.customers import queries
 from siyu.customers.actions import resolve_conflict
-from siyu.customers.queries import display_name
 from siyu.customers.models import IdentityKind, MergeConflict, Person
+from siyu.customers.queries import display_name
 from siyu.customers.schemas import (
     ConflictOut,
     MergeOut,

@@ -23,9 +23,17 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass, field
 from typing import Any
 
-from django.db import transaction
+from django.db import connection, transaction
+from django.utils import timezone
 
-from siyu.customers.models import STRONG_KINDS, Identity, IdentityKind, MergeConflict, Person, PersonMerge
+from siyu.customers.models import (
+    STRONG_KINDS,
+    Identity,
+    IdentityKind,
+    MergeConflict,
+    Person,
+    PersonMerge,
+)
 from siyu.privacy import crypto
 
 _STRONG_ORDER = {kind: i for i, kind in enumerate(STRONG_KINDS)}
@@ -34,25 +42,27 @@ _NORMALISERS = {
     IdentityKind.EMAIL: crypto.normalise_email,
 }
 MAX_ID_LENGTH = 200
+_KINDS = frozenset(IdentityKind.values)
 
 
 @dataclass(frozen=True)
 class Claim:
     kind: str
     value: str
+    key: tuple[str, str] = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # The keyed hash is needed several times per message: compute it once.
+        object.__setattr__(self, "key", (self.kind, crypto.lookup_hash(self.kind, self.value)))
 
     @property
     def strong(self) -> bool:
         return self.kind in _STRONG_ORDER
 
-    @property
-    def key(self) -> tuple[str, str]:
-        return (self.kind, crypto.lookup_hash(self.kind, self.value))
-
 
 def make_claim(kind: str, raw: Any) -> Claim:
     """Normalise one id; raises ``crypto.InvalidValue`` with a readable reason."""
-    if kind not in IdentityKind.values:
+    if kind not in _KINDS:
         raise crypto.InvalidValue(f"unknown identity kind {kind!r}")
     if raw is None or isinstance(raw, (dict, list, bool)):
         raise crypto.InvalidValue(f"{kind} must be a string or number")
@@ -65,12 +75,63 @@ def make_claim(kind: str, raw: Any) -> Claim:
     return Claim(kind, normaliser(text) if normaliser else text)
 
 
-@dataclass
+def _owners_of(hashes_by_kind: dict[str, list[str]]) -> dict[tuple[str, str], int]:
+    """Person ids of known identities, with plain SQL (this runs for every batch)."""
+    out: dict[tuple[str, str], int] = {}
+    with connection.cursor() as cur:
+        for kind, hashes in hashes_by_kind.items():
+            unique = list(dict.fromkeys(hashes))
+            for i in range(0, len(unique), 500):
+                chunk = unique[i : i + 500]
+                cur.execute(
+                    "SELECT value_hash, person_id FROM customers_identity WHERE kind = %s"
+                    f" AND value_hash IN ({', '.join(['%s'] * len(chunk))})",
+                    [kind, *chunk],
+                )
+                out.update(((kind, h), pid) for h, pid in cur.fetchall())
+    return out
+
+
+def _insert_persons(n: int) -> list[int]:
+    """Insert ``n`` empty persons and return their ids in order (plain SQL: a hot path)."""
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    cols = "(created_at, pii_enc, traits, order_count, total_spend, acquisition_channel, first_touch, last_touch)"
+    ids: list[int] = []
+    with connection.cursor() as cur:
+        for i in range(0, n, 500):
+            k = min(500, n - i)
+            values = ", ".join(["(%s, '', '{}', 0, 0, '', '{}', '{}')"] * k)
+            cur.execute(f"INSERT INTO customers_person {cols} VALUES {values} RETURNING id", [now] * k)
+            ids += sorted(r[0] for r in cur.fetchall())
+    return ids
+
+
+def _insert_identities(rows: list[tuple]) -> None:
+    if not rows:
+        return
+    now = connection.ops.adapt_datetimefield_value(timezone.now())
+    with connection.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO customers_identity (person_id, kind, value_hash, value_enc, source_id, first_seen_at)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
+            [(*row, now) for row in rows],
+        )
+
+
+def _same(a: int | _NewPerson, b: int | _NewPerson) -> bool:
+    """Person ids compare by value, persons created in this batch by identity."""
+    if isinstance(a, int) and isinstance(b, int):
+        return a == b
+    return a is b
+
+
+@dataclass(eq=False)
 class _NewPerson:
     """A person created in this batch, saved in bulk at the end."""
 
     claims: list[Claim] = field(default_factory=list)
-    row: Person | None = None
+    row_id: int | None = None
+    into: int | _NewPerson | None = None  # set when folded into another person in this batch
 
 
 class IdentityCache:
@@ -110,6 +171,7 @@ class Resolver:
         self._new_identities: list[tuple[Claim, int | _NewPerson]] = []
         self._redirect: dict[int, int] = {}
         self.merges: list[tuple[int, int]] = []  # (merged, into)
+        self._conflicts_found: list[tuple] = []
 
     # -- public --------------------------------------------------------------
     def resolve(self, claim_lists: list[list[Claim]], evidence: list[dict]) -> list[int]:
@@ -131,20 +193,27 @@ class Resolver:
                 self._owner[key] = cached
             else:
                 missing[key[0]].append(key[1])
-        for kind, hashes in missing.items():
-            unique = list(dict.fromkeys(hashes))
-            for i in range(0, len(unique), 500):
-                rows = Identity.objects.filter(kind=kind, value_hash__in=unique[i : i + 500])
-                for h, pid in rows.values_list("value_hash", "person_id"):
-                    self._owner[(kind, h)] = pid
+        if missing:
+            self._owner.update(_owners_of(missing))
         self._follow_merges()
 
     def _follow_merges(self) -> None:
         """Replace ids of persons merged elsewhere (maybe by another process) by survivors."""
-        ids = {p for p in self._owner.values() if isinstance(p, int)}
-        rows = dict(Person.objects.filter(pk__in=ids, merged_into__isnull=False).values_list("pk", "merged_into"))
+        ids = list({p for p in self._owner.values() if isinstance(p, int)})
+        rows = {}
+        with connection.cursor() as cur:
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                cur.execute(
+                    "SELECT id, merged_into_id FROM customers_person WHERE merged_into_id IS NOT NULL"
+                    f" AND id IN ({', '.join(['%s'] * len(chunk))})",
+                    chunk,
+                )
+                rows.update(cur.fetchall())
         for merged, into in rows.items():
-            while True:
+            seen = {merged}
+            while into not in seen:
+                seen.add(into)
                 nxt = Person.objects.filter(pk=into).values_list("merged_into", flat=True).first()
                 if not nxt:
                     break
@@ -179,7 +248,7 @@ class Resolver:
         strong = sorted((c for c in claims if c.strong), key=lambda c: _STRONG_ORDER[c.kind])
         weak = [c for c in claims if not c.strong]
         strong_persons = self._persons_of(strong)
-        weak_persons = [p for p in self._persons_of(weak) if p not in strong_persons]
+        weak_persons = [p for p in self._persons_of(weak) if not any(_same(p, s) for s in strong_persons)]
         new_strong = {c.kind: {c.key[1]} for c in strong if c.key not in self._owner}
 
         target = strong_persons[0] if strong_persons else None
@@ -187,7 +256,7 @@ class Resolver:
             target = self._merge_or_flag(target, other, evidence)
         for other in weak_persons:
             if target is None:
-                if not self._conflicts(self._strong_ids(other), new_strong):
+                if not new_strong or not self._conflicts(self._strong_ids(other), new_strong):
                     target = other
             else:
                 target = self._merge_or_flag(target, other, evidence, quiet_if_incompatible=bool(strong))
@@ -203,7 +272,7 @@ class Resolver:
         seen: list[int | _NewPerson] = []
         for claim in claims:
             person = self._owner.get(claim.key)
-            if person is not None and not any(person is s for s in seen):
+            if person is not None and not any(_same(person, s) for s in seen):
                 seen.append(person)
         return seen
 
@@ -211,13 +280,13 @@ class Resolver:
         self._owner[claim.key] = person
         if isinstance(person, _NewPerson):
             person.claims.append(claim)
-        elif claim.strong:
-            self._strong_ids(person)[claim.kind].add(claim.key[1])
+        elif claim.strong and person in self._strong:
+            self._strong[person][claim.kind].add(claim.key[1])
         self._new_identities.append((claim, person))
 
     def _merge_or_flag(self, target, other, evidence: dict, quiet_if_incompatible: bool = False):
         """Merge ``other`` into ``target`` if compatible; otherwise queue a conflict."""
-        if target is other:
+        if _same(target, other):
             return target
         conflicts = self._conflicts(self._strong_ids(target), self._strong_ids(other))
         if conflicts:
@@ -229,8 +298,9 @@ class Resolver:
                 self._owner[claim.key] = target
                 if isinstance(target, _NewPerson):
                     target.claims.append(claim)
-            self._new_identities = [(c, target if p is other else p) for c, p in self._new_identities]
+            self._new_identities = [(c, target if _same(p, other) else p) for c, p in self._new_identities]
             self._new_persons.remove(other)
+            other.into = target  # earlier messages of this batch resolved to ``other``
             return target
         if isinstance(target, _NewPerson):
             # An existing person survives; the new one was only ever in memory.
@@ -239,13 +309,18 @@ class Resolver:
         return target
 
     def _flag(self, a, b, conflicts: list[str], evidence: dict) -> None:
-        if not (isinstance(a, int) and isinstance(b, int)):
-            return
-        lo, hi = sorted((a, b))
-        if not MergeConflict.objects.filter(person_a_id=lo, person_b_id=hi, status="open").exists():
-            MergeConflict.objects.create(
-                person_a_id=lo, person_b_id=hi, conflicting_kinds=conflicts, evidence=evidence
-            )
+        # Persons created in this batch have no id yet: conflicts are written in _flush.
+        self._conflicts_found.append((a, b, conflicts, evidence))
+
+    def _write_conflicts(self) -> None:
+        for a, b, conflicts, evidence in self._conflicts_found:
+            lo, hi = sorted((self._final_id(a), self._final_id(b)))
+            if lo == hi:
+                continue
+            if not MergeConflict.objects.filter(person_a_id=lo, person_b_id=hi, status="open").exists():
+                MergeConflict.objects.create(
+                    person_a_id=lo, person_b_id=hi, conflicting_kinds=conflicts, evidence=evidence
+                )
 
     def _merge(self, merged: int, into: int, evidence: dict) -> None:
         merge_persons(merged, into, reason=evidence.get("reason", "linked"), evidence=evidence,
@@ -262,23 +337,26 @@ class Resolver:
     # -- writing -------------------------------------------------------------
     def _flush(self) -> None:
         if self._new_persons:
-            rows = Person.objects.bulk_create([Person() for _ in self._new_persons], batch_size=500)
-            for np_, row in zip(self._new_persons, rows, strict=True):
-                np_.row = row
-        identities = []
-        for claim, person in self._new_identities:
-            pid = self._final_id(person)
-            identities.append(Identity(person_id=pid, kind=claim.kind, value_hash=claim.key[1],
-                                       value_enc=crypto.encrypt(claim.value), source_id=self.source_id))
-        Identity.objects.bulk_create(identities, batch_size=500)
+            for np_, pid in zip(self._new_persons, _insert_persons(len(self._new_persons)), strict=True):
+                np_.row_id = pid
+        rows = [
+            (self._final_id(person), claim.kind, claim.key[1], crypto.encrypt(claim.value), self.source_id)
+            for claim, person in self._new_identities
+        ]
+        _insert_identities(rows)
+        self._write_conflicts()
         committed = {key: self._final_id(p) for key, p in self._owner.items()}
         transaction.on_commit(lambda: CACHE.update(committed))
 
     def _final_id(self, person: int | _NewPerson) -> int:
+        while isinstance(person, _NewPerson) and person.into is not None:
+            person = person.into
         if isinstance(person, _NewPerson):
-            assert person.row is not None
-            return person.row.pk
-        return self._redirect.get(person, person)
+            assert person.row_id is not None
+            return person.row_id
+        while person in self._redirect:  # merged more than once in this batch
+            person = self._redirect[person]
+        return person
 
 
 def merge_persons(merged_id: int, into_id: int, *, reason: str, evidence: dict, actor_label: str) -> PersonMerge:
@@ -289,6 +367,8 @@ def merge_persons(merged_id: int, into_id: int, *, reason: str, evidence: dict, 
     """
     from siyu.customers.profile import fold_profile
 
+    if merged_id == into_id:
+        raise ValueError(f"cannot merge person {merged_id} into itself")
     merged = Person.objects.select_for_update().get(pk=merged_id)
     into = Person.objects.select_for_update().get(pk=into_id)
     Identity.objects.filter(person_id=merged_id).update(person_id=into_id)

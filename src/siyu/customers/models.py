@@ -50,7 +50,9 @@ class Person(models.Model):
     total_spend = models.DecimalField(max_digits=14, decimal_places=2, default=Decimal("0"))
     acquisition_channel = models.CharField(max_length=64, blank=True, db_index=True)
     first_touch = models.JSONField(default=dict, blank=True)
+    first_touch_at = models.DateTimeField(null=True, blank=True)
     last_touch = models.JSONField(default=dict, blank=True)
+    last_touch_at = models.DateTimeField(null=True, blank=True)
     referrer = models.ForeignKey(
         "self", null=True, blank=True, on_delete=models.SET_NULL, related_name="referred"
     )

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from django.db import connection
+
 from siyu.customers.models import Person
+from siyu.db import bulk_set
 from siyu.orders.actions import refresh_order_stats
 from siyu.orders.models import Order
 from siyu.privacy import crypto
@@ -44,6 +48,7 @@ class ProfileUpdate:
     append: dict[str, list] = field(default_factory=dict)
     touch: dict[str, str] = field(default_factory=dict)
     touches_seen: bool = True
+    clear: bool = False  # forget every trait and all personal data (Sensors profile_delete)
 
 
 def split_traits(traits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
@@ -68,18 +73,95 @@ def write_pii(person: Person, pii: dict[str, str]) -> None:
 
 
 def apply_updates(updates: Iterable[ProfileUpdate]) -> None:
-    """Apply profile updates in order, one read and one write per touched person."""
-    updates = list(updates)
-    persons = Person.objects.in_bulk({u.person_id for u in updates})
-    changed: dict[str, set[int]] = {}
+    """Apply profile updates in message order.
+
+    Most messages only say "seen at T" (and maybe where from): those persons are
+    updated with SQL that keeps the earliest/latest values, without reading them.
+    Persons whose traits or personal data change are read, changed and written.
+    """
+    by_person: dict[int, list[ProfileUpdate]] = defaultdict(list)
     for update in updates:
-        person = persons[update.person_id]
-        for fname in _apply(person, update):
-            changed.setdefault(fname, set()).add(person.pk)
-    fields = sorted(changed)
-    rows = [persons[pid] for pid in {pid for ids in changed.values() for pid in ids}]
-    if rows:
-        Person.objects.bulk_update(rows, fields, batch_size=500)
+        by_person[update.person_id].append(update)
+    rich = {pid for pid, us in by_person.items() if any(_is_rich(u) for u in us)}
+    _apply_rich({pid: by_person[pid] for pid in rich})
+    _apply_seen([us for pid, us in by_person.items() if pid not in rich])
+
+
+def _is_rich(u: ProfileUpdate) -> bool:
+    return bool(u.traits or u.pii or u.unset or u.increment or u.append or u.clear)
+
+
+def _apply_rich(by_person: dict[int, list[ProfileUpdate]]) -> None:
+    if not by_person:
+        return
+    persons = Person.objects.in_bulk(list(by_person))
+    changes = []
+    for pid, updates in by_person.items():
+        person = persons[pid]
+        fields: set[str] = set()
+        for update in updates:
+            fields.update(_apply(person, update))
+        changes.append((person, fields))
+    bulk_set(Person, changes)
+
+
+def _apply_seen(groups: list[list[ProfileUpdate]]) -> None:
+    """first/last seen and first/last touch, as monotone SQL updates (no read)."""
+    seen_rows, touch_rows = [], []
+    prep = _preparer()
+    for updates in groups:
+        pid = updates[0].person_id
+        seen = [u.at for u in updates if u.touches_seen]
+        if seen:
+            seen_rows.append((prep("first_seen", min(seen)), prep("last_seen", max(seen)), pid))
+        touched = [u for u in updates if u.touch]
+        if touched:
+            first = min(touched, key=lambda u: u.at)
+            last = max(touched, key=lambda u: u.at)
+            touch_rows.append((first, last, pid))
+    with connection.cursor() as cur:
+        if seen_rows:
+            cur.executemany(_SEEN_SQL, [(lo, lo, hi, hi, pid) for lo, hi, pid in seen_rows])
+        if touch_rows:
+            cur.executemany(_TOUCH_SQL, [_touch_params(prep, lo, hi, pid) for lo, hi, pid in touch_rows])
+
+
+_SEEN_SQL = (
+    "UPDATE customers_person SET"
+    " first_seen = CASE WHEN first_seen IS NULL OR first_seen > %s THEN %s ELSE first_seen END,"
+    " last_seen = CASE WHEN last_seen IS NULL OR last_seen < %s THEN %s ELSE last_seen END"
+    " WHERE id = %s"
+)
+_TOUCH_SQL = (
+    "UPDATE customers_person SET"
+    " first_touch = CASE WHEN first_touch_at IS NULL OR first_touch_at > %s THEN %s ELSE first_touch END,"
+    " acquisition_channel = CASE WHEN first_touch_at IS NULL OR first_touch_at > %s THEN %s"
+    " ELSE acquisition_channel END,"
+    " first_touch_at = CASE WHEN first_touch_at IS NULL OR first_touch_at > %s THEN %s ELSE first_touch_at END,"
+    " last_touch = CASE WHEN last_touch_at IS NULL OR last_touch_at <= %s THEN %s ELSE last_touch END,"
+    " last_touch_at = CASE WHEN last_touch_at IS NULL OR last_touch_at <= %s THEN %s ELSE last_touch_at END"
+    " WHERE id = %s"
+)
+
+
+def _touch_params(prep, first: ProfileUpdate, last: ProfileUpdate, pid: int) -> tuple:
+    f_at, l_at = prep("first_touch_at", first.at), prep("last_touch_at", last.at)
+    f_touch = prep("first_touch", {**first.touch, "at": first.at.isoformat()})
+    l_touch = prep("last_touch", {**last.touch, "at": last.at.isoformat()})
+    channel = first.touch.get("channel", "")[:64]
+    return (f_at, f_touch, f_at, channel, f_at, f_at, l_at, l_touch, l_at, l_at, pid)
+
+
+def _preparer():
+    """Adapt values as the ORM would, without the per-call field machinery (a hot path)."""
+    ops = connection.ops
+
+    def prep(name: str, value: Any) -> Any:
+        if isinstance(value, dict):
+            return ops.adapt_json_value(value, None)
+        return ops.adapt_datetimefield_value(value)
+
+    return prep
 
 
 def _apply(person: Person, u: ProfileUpdate) -> list[str]:
@@ -91,9 +173,15 @@ def _apply(person: Person, u: ProfileUpdate) -> list[str]:
         if person.last_seen is None or u.at > person.last_seen:
             person.last_seen = u.at
             changed.append("last_seen")
-    if u.traits or u.unset or u.increment or u.append:
+    if u.traits or u.unset or u.increment or u.append or u.clear:
         _apply_traits(person.traits, u)
         changed.append("traits")
+    if (u.unset or u.clear) and person.pii_enc:
+        current = read_pii(person)
+        kept = {} if u.clear else {k: v for k, v in current.items() if k not in u.unset}
+        if kept != current:
+            write_pii(person, kept)
+            changed.append("pii_enc")
     if u.pii:
         current = read_pii(person)
         merged = {**u.pii, **current} if u.set_once else {**current, **u.pii}
@@ -106,6 +194,8 @@ def _apply(person: Person, u: ProfileUpdate) -> list[str]:
 
 
 def _apply_traits(traits: dict[str, Any], u: ProfileUpdate) -> None:
+    if u.clear:
+        traits.clear()
     for key, value in u.traits.items():
         if u.set_once and key in traits:
             continue
@@ -123,13 +213,14 @@ def _apply_traits(traits: dict[str, Any], u: ProfileUpdate) -> None:
 
 
 def _apply_touch(person: Person, u: ProfileUpdate) -> list[str]:
-    changed = ["last_touch"]
-    person.last_touch = {**u.touch, "at": u.at.isoformat()}
-    first_at = person.first_touch.get("at") if person.first_touch else None
-    if first_at is None or u.at.isoformat() < first_at:
-        person.first_touch = {**u.touch, "at": u.at.isoformat()}
+    changed = []
+    if person.last_touch_at is None or u.at >= person.last_touch_at:
+        person.last_touch, person.last_touch_at = {**u.touch, "at": u.at.isoformat()}, u.at
+        changed += ["last_touch", "last_touch_at"]
+    if person.first_touch_at is None or u.at < person.first_touch_at:
+        person.first_touch, person.first_touch_at = {**u.touch, "at": u.at.isoformat()}, u.at
         person.acquisition_channel = u.touch.get("channel", "")[:64]
-        changed += ["first_touch", "acquisition_channel"]
+        changed += ["first_touch", "first_touch_at", "acquisition_channel"]
     return changed
 
 
@@ -140,13 +231,13 @@ def fold_profile(merged: Person, into: Person) -> None:
     for attr, pick in (("first_seen", min), ("last_seen", max)):
         values = [v for v in (getattr(merged, attr), getattr(into, attr)) if v is not None]
         setattr(into, attr, pick(values) if values else None)
-    mine, theirs = into.first_touch.get("at"), merged.first_touch.get("at")
-    if theirs and (not mine or theirs < mine):
-        into.first_touch, into.acquisition_channel = merged.first_touch, merged.acquisition_channel
-    if (merged.last_touch.get("at") or "") > (into.last_touch.get("at") or ""):
-        into.last_touch = merged.last_touch
+    if merged.first_touch_at and (not into.first_touch_at or merged.first_touch_at < into.first_touch_at):
+        into.first_touch, into.first_touch_at = merged.first_touch, merged.first_touch_at
+        into.acquisition_channel = merged.acquisition_channel
+    if merged.last_touch_at and (not into.last_touch_at or merged.last_touch_at > into.last_touch_at):
+        into.last_touch, into.last_touch_at = merged.last_touch, merged.last_touch_at
     into.referrer_id = into.referrer_id or merged.referrer_id
-    into.save(update_fields=["traits", "pii_enc", "first_seen", "last_seen", "first_touch",
-                             "acquisition_channel", "last_touch", "referrer"])
+    into.save(update_fields=["traits", "pii_enc", "first_seen", "last_seen", "first_touch", "first_touch_at",
+                             "acquisition_channel", "last_touch", "last_touch_at", "referrer"])
     Order.objects.filter(person_id=merged.pk).update(person_id=into.pk)
     refresh_order_stats([into.pk, merged.pk])

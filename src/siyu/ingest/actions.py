@@ -29,12 +29,16 @@ def create_source(actor: Actor, name: str, kind: str = Source.Kind.SEGMENT) -> S
 
 
 def rotate_write_key(actor: Actor, source: Source) -> Source:
+    """Give the source a new write key; the old one stops working at once in this process."""
     from siyu.ingest.models import new_write_key
+    from siyu.ingest.views import forget_write_key
 
+    old_key = source.write_key
     with transaction.atomic():
         source.write_key = new_write_key()
         source.save(update_fields=["write_key"])
         audit(actor, "change", "source", source.pk, op="rotate_key")
+        transaction.on_commit(lambda: forget_write_key(old_key))
     return source
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import Query, Router, Schema
+from ninja import Query, Router, Schema, Status
 from ninja.errors import HttpError
 
 from siyu.accounts.actor import Actor
@@ -55,7 +55,7 @@ def create(request: HttpRequest, body: SourceIn):
         source = actions.create_source(Actor.for_user(request.user), body.name, body.kind)
     except actions.SourceError as exc:
         raise HttpError(422, str(exc)) from None
-    return 201, actions.source_dict(source)
+    return Status(201, actions.source_dict(source))
 
 
 @router.post("/{source_id}/rotate-key", response=SourceOut, summary="Replace a source's write key")

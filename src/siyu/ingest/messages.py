@@ -7,11 +7,15 @@ from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import orjson
+
 from siyu.customers.identity import Claim
 
 MAX_EVENT_NAME = 200
 MAX_FUTURE_SKEW = timedelta(days=1)
 MIN_TIMESTAMP = datetime(2000, 1, 1, tzinfo=UTC)
+MAX_JSON_DEPTH = 64
+NUL_REASON = "contains a NUL character (\\u0000), which cannot be stored"
 
 # Property and context keys that may hold personal data: never written to the event store.
 PII_KEYS = frozenset({
@@ -54,20 +58,81 @@ class Message:
     context: dict[str, Any] = field(default_factory=dict)
     traits: dict[str, Any] = field(default_factory=dict)
     pii: dict[str, str] = field(default_factory=dict)
-    profile_op: str | None = None  # set | set_once | increment | append | unset
+    profile_op: str | None = None  # set | set_once | increment | append | unset | delete
     touch: dict[str, str] = field(default_factory=dict)
     order: OrderInfo | None = None
     store_event: bool = True
 
 
+def loads(data: str | bytes) -> Any:
+    """Parse a JSON document strictly; raises ValueError for anything we could not store.
+
+    NaN and Infinity are refused (PostgreSQL's jsonb cannot hold them), and so is
+    nesting deeper than ``MAX_JSON_DEPTH`` (no analytics payload needs it, and
+    recursive code downstream would hit recursion limits).
+    """
+    value = orjson.loads(data)  # orjson.JSONDecodeError is a ValueError
+    check_depth(value)
+    return value
+
+
+def check_depth(value: Any) -> None:
+    """Raise ValueError when ``value`` nests deeper than ``MAX_JSON_DEPTH``.
+
+    orjson and json accept far deeper documents than orjson.dumps or recursive
+    code can handle later, so bodies are checked once, right after parsing.
+    """
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, (dict, list)):
+                stack.append((child, depth + 1))
+
+
+def reject_nul(raw: Any, encoded: bytes | None = None) -> None:
+    """Raise MessageError naming the first string or key of ``raw`` that holds U+0000.
+
+    PostgreSQL can store NUL neither in text nor in jsonb. ``encoded`` (``raw`` as
+    JSON, when the caller has it) makes the usual case one byte search.
+    """
+    if encoded is None:
+        try:
+            encoded = orjson.dumps(raw, default=str)
+        except orjson.JSONEncodeError:  # e.g. an integer beyond 64 bits: look properly
+            encoded = b"\\u0000"
+    if b"\\u0000" in encoded and (path := _nul_path(raw)) is not None:
+        raise MessageError(path.replace("\x00", "\\u0000"), NUL_REASON)
+
+
+def _nul_path(value: Any) -> str | None:
+    stack: list[tuple[Any, str]] = [(value, "")]
+    while stack:
+        item, path = stack.pop()
+        if isinstance(item, str) and "\x00" in item:
+            return path
+        if isinstance(item, dict):
+            for key, child in item.items():
+                child_path = f"{path}.{key}" if path else str(key)
+                if "\x00" in str(key):
+                    return child_path
+                stack.append((child, child_path))
+        elif isinstance(item, list):
+            stack.extend((child, f"{path}.{i}" if path else str(i)) for i, child in enumerate(item))
+    return None
+
+
 def scrub(data: Any, depth: int = 0) -> Any:
-    """A copy of ``data`` without personal-data keys, at any depth."""
+    """A copy of ``data`` without personal-data keys, at any depth (nesting cut at 8)."""
     if depth > 8:
         return None
     if isinstance(data, dict):
-        return {k: scrub(v, depth + 1) for k, v in data.items() if k not in PII_KEYS}
+        return {k: (scrub(v, depth + 1) if isinstance(v, (dict, list)) else v)
+                for k, v in data.items() if k not in PII_KEYS}
     if isinstance(data, list):
-        return [scrub(v, depth + 1) for v in data]
+        return [scrub(v, depth + 1) if isinstance(v, (dict, list)) else v for v in data]
     return data
 
 

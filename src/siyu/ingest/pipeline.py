@@ -7,13 +7,13 @@ runs it on one thread so many requests share each commit.
 
 from __future__ import annotations
 
-import json
 import threading
 import uuid
 from collections import OrderedDict
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import orjson
 from django.db import transaction
 
 from siyu.analytics import sync
@@ -113,7 +113,9 @@ def _profile_update(m: Message, person_id: int) -> ProfileUpdate:
     elif op == "append":
         update.append = m.traits
     elif op == "unset":
-        update.unset = list(m.traits)
+        update.unset = list(m.traits) + list(m.pii)
+    elif op == "delete":
+        update.clear = True
     return update
 
 
@@ -156,6 +158,10 @@ def _event_row(source_id: int | None, m: Message, person_id: int) -> EventRow:
         qr_scene=touch.get("qr_scene"),
         order_id=m.order.order_id if m.order else None,
         revenue=m.order.amount if m.order and m.order.kind == "completed" else None,
-        properties=json.dumps(m.properties, ensure_ascii=False, default=str),
-        context=json.dumps(m.context, ensure_ascii=False, default=str),
+        properties=_json(m.properties),
+        context=_json(m.context),
     )
+
+
+def _json(value: dict) -> str:
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()

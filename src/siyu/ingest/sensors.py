@@ -2,29 +2,40 @@
 
 The WeChat mini-program SDK and most Chinese SDKs post ``data`` or
 ``data_list``: base64 of JSON (optionally gzip-compressed first, flagged by
-``gzip=1``). Record types: track, track_signup, profile_set, profile_set_once,
-profile_increment, profile_append, profile_unset, profile_delete.
+``gzip=1``). Record types: track, track_signup, track_id_bind, track_id_unbind,
+profile_set, profile_set_once, profile_increment, profile_append, profile_unset,
+profile_delete.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import gzip
 import hashlib
 import json
+import re
 import zlib
 from datetime import datetime
 from typing import Any
 
 from siyu.customers.identity import Claim, make_claim
 from siyu.customers.profile import split_traits
-from siyu.ingest.messages import MAX_EVENT_NAME, Message, MessageError, check_time, parse_time, scrub, touch_from
+from siyu.ingest.messages import (
+    MAX_EVENT_NAME,
+    Message,
+    MessageError,
+    check_time,
+    loads,
+    parse_time,
+    reject_nul,
+    scrub,
+    touch_from,
+)
 from siyu.ingest.segment import ORDER_EVENTS, _order
 from siyu.privacy.crypto import InvalidValue
 
-TYPES = ("track", "track_signup", "profile_set", "profile_set_once", "profile_increment",
-         "profile_append", "profile_unset", "profile_delete")
+TYPES = ("track", "track_signup", "track_id_bind", "track_id_unbind", "profile_set", "profile_set_once",
+         "profile_increment", "profile_append", "profile_unset", "profile_delete")
 IDENTITY_KINDS = {
     "$identity_login_id": "user_id",
     "$identity_anonymous_id": "anonymous_id",
@@ -42,25 +53,45 @@ IDENTITY_KINDS = {
     "$identity_wecom_external_userid": "wecom_id",
     "$identity_member_no": "member_no",
 }
+# The mini-program SDK names the openid key after the app: ``$identity_mp_<appid>_openid``.
+_APP_OPENID = re.compile(r"^\$identity_mp_\w+_openid$")
 PROFILE_OPS = {"profile_set": "set", "profile_set_once": "set_once", "profile_increment": "increment",
-               "profile_append": "append", "profile_unset": "unset", "profile_delete": "unset"}
+               "profile_append": "append", "profile_unset": "unset", "profile_delete": "delete"}
 
 
-def decode_payload(value: str, gzipped: bool) -> Any:
-    """Decode one ``data``/``data_list`` form value; raises MessageError when unreadable."""
+class PayloadTooLarge(MessageError):
+    """The decompressed payload is over the size limit (answered 413)."""
+
+
+def decode_payload(value: str, gzipped: bool, limit: int | None = None) -> Any:
+    """Decode one ``data``/``data_list`` form value; raises MessageError when unreadable.
+
+    Raises PayloadTooLarge when gzip inflates past ``limit`` bytes (a small body
+    must not become gigabytes in memory).
+    """
     try:
         raw = base64.b64decode(value.replace(" ", "+"), validate=False)
     except (binascii.Error, ValueError):
         raise MessageError("data", "not valid base64") from None
     if gzipped or raw[:2] == b"\x1f\x8b":
-        try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError, zlib.error):
-            raise MessageError("data", "gzip flag set but the payload is not gzip") from None
+        raw = _gunzip(raw, limit)
     try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, ValueError):
-        raise MessageError("data", "not valid JSON after base64 decoding") from None
+        return loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise MessageError("data", f"not valid JSON after base64 decoding: {exc}") from None
+
+
+def _gunzip(raw: bytes, limit: int | None) -> bytes:
+    inflater = zlib.decompressobj(wbits=31)
+    try:
+        out = inflater.decompress(raw, limit + 1 if limit else 0)
+    except zlib.error:
+        raise MessageError("data", "gzip flag set but the payload is not gzip") from None
+    if limit and (len(out) > limit or inflater.unconsumed_tail):
+        raise PayloadTooLarge("data", f"decompressed payload is over the {limit}-byte limit")
+    if not inflater.eof:
+        raise MessageError("data", "gzip flag set but the payload is not gzip (truncated)")
+    return out
 
 
 def _claim(kind: str, value: Any, field: str) -> Claim:
@@ -87,8 +118,10 @@ def _claims(raw: dict, properties: dict) -> tuple[list[Claim], Claim]:
     anon = raw.get("anonymous_id") or (None if is_login else distinct_id)
     if anon:
         claims.append(_claim("anonymous_id", anon, "anonymous_id"))
+    if raw.get("type") == "track_id_unbind":
+        identities = {}  # they name the id being unbound: claiming it would bind it again
     for key, value in identities.items():
-        kind = IDENTITY_KINDS.get(key)
+        kind = IDENTITY_KINDS.get(key) or ("openid" if _APP_OPENID.match(str(key)) else None)
         if kind and value not in (None, ""):
             claims.append(_claim(kind, value, f"identities.{key}"))
     return claims, claims[0]
@@ -96,8 +129,11 @@ def _claims(raw: dict, properties: dict) -> tuple[list[Claim], Claim]:
 
 def _message_id(raw: dict) -> str:
     track_id = raw.get("_track_id")
-    basis = json.dumps([raw.get("distinct_id"), track_id, raw.get("time"), raw.get("event"), raw.get("type")],
-                       default=str)
+    # Profile records carry no _track_id: two calls in the same millisecond differ only by properties.
+    parts = [raw.get("distinct_id"), track_id, raw.get("time"), raw.get("event"), raw.get("type")]
+    if track_id is None:
+        parts.append(raw.get("properties"))
+    basis = json.dumps(parts, default=str, sort_keys=True)
     return "sa:" + hashlib.sha256(basis.encode()).hexdigest()[:32]
 
 
@@ -113,6 +149,7 @@ def parse(raw: Any, received_at: datetime) -> Message:
     """Validate one Sensors record; raises ``MessageError`` naming the bad field."""
     if not isinstance(raw, dict):
         raise MessageError("", "a record must be a JSON object")
+    reject_nul(raw)
     rtype = raw.get("type")
     if rtype not in TYPES:
         raise MessageError("type", f"must be one of {', '.join(TYPES)}")
@@ -125,7 +162,7 @@ def parse(raw: Any, received_at: datetime) -> Message:
     event, order, op = None, None, PROFILE_OPS.get(rtype)
     plain: dict[str, Any] = {}
     pii: dict[str, str] = {}
-    if rtype in ("track", "track_signup"):
+    if rtype.startswith("track"):
         event = raw.get("event")
         if not isinstance(event, str) or not event.strip() or len(event) > MAX_EVENT_NAME:
             raise MessageError("event", f"track needs an event name of at most {MAX_EVENT_NAME} characters")

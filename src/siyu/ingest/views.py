@@ -13,13 +13,14 @@ import time
 import zlib
 from typing import Any
 
+import orjson
 from django.conf import settings
-from django.http import HttpRequest, JsonResponse
+from django.http import HttpRequest, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
 from siyu.analytics.engine import utcnow
 from siyu.ingest import segment, sensors
-from siyu.ingest.messages import Message, MessageError
+from siyu.ingest.messages import Message, MessageError, check_depth, reject_nul
 from siyu.ingest.models import DeadLetter, Source
 from siyu.ingest.writer import Overloaded, get_writer
 from siyu.privacy import crypto
@@ -60,7 +61,7 @@ def read_body(request: HttpRequest, limit: int) -> bytes:
 
 def source_for_key(write_key: str | None) -> int | None:
     """The enabled source with this write key (cached briefly: it is on every request)."""
-    if not write_key:
+    if not write_key or "\x00" in write_key:
         return None
     now = time.monotonic()
     hit = _keys.get(write_key)
@@ -69,6 +70,11 @@ def source_for_key(write_key: str | None) -> int | None:
     row = Source.objects.filter(write_key=write_key, enabled=True).values_list("pk", flat=True).first()
     _keys[write_key] = (now + _KEY_TTL, row)
     return row
+
+
+def forget_write_key(write_key: str) -> None:
+    """Drop a key from the cache (after rotation, so the old key is refused at once)."""
+    _keys.pop(write_key, None)
 
 
 def _basic_key(request: HttpRequest) -> str | None:
@@ -86,7 +92,8 @@ def dead_letter(source_id: int | None, endpoint: str, index: int | None, raw: An
     message_id = raw.get("messageId", "") if isinstance(raw, dict) else ""
     DeadLetter.objects.create(
         source_id=source_id, endpoint=endpoint, message_index=index,
-        message_id=str(message_id)[:200], field=err.field[:100], reason=err.reason[:500],
+        message_id=str(message_id).replace("\x00", "")[:200], field=err.field.replace("\x00", "")[:100],
+        reason=err.reason.replace("\x00", "")[:500],
         payload_enc=crypto.encrypt(json.dumps(raw, ensure_ascii=False, default=str)[:100_000]),
     )
     return {"index": index, "messageId": message_id or None, "field": err.field, "reason": err.reason}
@@ -111,38 +118,17 @@ def segment_endpoint(request: HttpRequest, msg_type: str) -> JsonResponse:
     received_at = utcnow()
     limit = settings.SIYU_MAX_BATCH_BYTES if msg_type == "batch" else settings.SIYU_MAX_MESSAGE_BYTES
     try:
-        body = read_body(request, limit)
+        data = _json_body(request, limit)
     except BodyError as exc:
         return _error(exc.status, exc.reason)
-    try:
-        data = json.loads(body)
-    except (UnicodeDecodeError, ValueError) as exc:
-        return _error(400, f"body is not valid JSON: {exc}")
-    if not isinstance(data, dict):
-        return _error(400, "body must be a JSON object")
-    source_id = source_for_key(_basic_key(request) or (data.get("writeKey") if isinstance(data.get("writeKey"), str) else None))
+    body_key = data.get("writeKey") if isinstance(data.get("writeKey"), str) else None
+    source_id = source_for_key(_basic_key(request) or body_key)
     if source_id is None:
         return _error(401, "unknown or missing write key (HTTP Basic user name, or writeKey in the body)")
-    if msg_type == "batch":
-        raws = data.get("batch")
-        if not isinstance(raws, list):
-            return _error(400, "batch must be a list of messages", field="batch")
-    else:
-        raws = [data]
-    accepted, rejected = [], []
-    endpoint = f"/v1/{msg_type}"
-    context = data.get("context") if msg_type == "batch" and isinstance(data.get("context"), dict) else None
-    for index, raw in enumerate(raws):
-        try:
-            if msg_type == "batch" and len(json.dumps(raw, default=str)) > settings.SIYU_MAX_MESSAGE_BYTES:
-                raise MessageError("", f"message is over the {settings.SIYU_MAX_MESSAGE_BYTES}-byte limit")
-            msg = segment.parse(raw, received_at, msg_type=None if msg_type == "batch" else msg_type,
-                                batch_sent_at=data.get("sentAt") if msg_type == "batch" else None,
-                                batch_context=context)
-        except MessageError as err:
-            rejected.append(dead_letter(source_id, endpoint, index if msg_type == "batch" else None, raw, err))
-            continue
-        accepted.append((source_id, msg))
+    raws = data.get("batch") if msg_type == "batch" else [data]
+    if not isinstance(raws, list):
+        return _error(400, "batch must be a list of messages", field="batch")
+    accepted, rejected = _parse_segment(data, raws, msg_type, source_id, received_at)
     busy = _commit(accepted)
     if busy is not None:
         return busy
@@ -151,19 +137,63 @@ def segment_endpoint(request: HttpRequest, msg_type: str) -> JsonResponse:
     return JsonResponse({"success": True, "accepted": len(accepted), "rejected": rejected})
 
 
+def _json_body(request: HttpRequest, limit: int) -> dict:
+    body = read_body(request, limit)
+    try:
+        data = orjson.loads(body)
+        check_depth(data)
+    except (orjson.JSONDecodeError, ValueError) as exc:
+        raise BodyError(400, f"body is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise BodyError(400, "body must be a JSON object")
+    return data
+
+
+def _parse_segment(data: dict, raws: list, msg_type: str, source_id: int, received_at):
+    """Validate each message; rejected ones go to the dead-letter table with their reason."""
+    batch = msg_type == "batch"
+    context = data.get("context") if batch and isinstance(data.get("context"), dict) else None
+    sent_at = data.get("sentAt") if batch else None
+    limit = settings.SIYU_MAX_MESSAGE_BYTES
+    accepted, rejected = [], []
+    for index, raw in enumerate(raws):
+        try:
+            encoded = orjson.dumps(raw, default=str)
+            if batch and len(encoded) > limit:
+                raise MessageError("", f"message is over the {limit}-byte limit")
+            reject_nul(raw, encoded)
+            msg = segment.parse(raw, received_at, msg_type=None if batch else msg_type,
+                                batch_sent_at=sent_at, batch_context=context)
+        except MessageError as err:
+            rejected.append(dead_letter(source_id, f"/v1/{msg_type}", index if batch else None, raw, err))
+            continue
+        accepted.append((source_id, msg))
+    return accepted, rejected
+
+
 def _single_error(rejection: dict) -> JsonResponse:
     field = rejection["field"]
     reason = f"{field}: {rejection['reason']}" if field else rejection["reason"]
     return _error(400, reason, field=field)
 
 
+def _sensors_form(request: HttpRequest) -> QueryDict:
+    if request.method != "POST":
+        return request.GET
+    if request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        return request.POST
+    # The WeChat mini-program SDK posts the form-encoded string with wx.request's
+    # default Content-Type (application/json), so Django leaves request.POST empty.
+    return QueryDict(request.body)
+
+
 def _sensors_payload(request: HttpRequest) -> tuple[Any, str]:
-    params = request.POST if request.method == "POST" else request.GET
+    params = _sensors_form(request)
     gzipped = params.get("gzip") == "1"
     if params.get("data_list"):
-        return sensors.decode_payload(params["data_list"], gzipped), "data_list"
+        return sensors.decode_payload(params["data_list"], gzipped, settings.SIYU_MAX_BATCH_BYTES), "data_list"
     if params.get("data"):
-        return sensors.decode_payload(params["data"], gzipped), "data"
+        return sensors.decode_payload(params["data"], gzipped, settings.SIYU_MAX_BATCH_BYTES), "data"
     raise MessageError("data", "form field data or data_list is required")
 
 
@@ -181,6 +211,8 @@ def sensors_endpoint(request: HttpRequest) -> JsonResponse:
         return _error(401, f"no Sensors source named {project!r} (create one with `siyu source create NAME --kind sensors`)")
     try:
         payload, field = _sensors_payload(request)
+    except sensors.PayloadTooLarge as err:
+        return _error(413, err.reason, field=err.field)
     except MessageError as err:
         return _error(400, err.reason, field=err.field)
     records = payload if isinstance(payload, list) else [payload]
@@ -199,7 +231,7 @@ def sensors_endpoint(request: HttpRequest) -> JsonResponse:
 
 
 def _sensors_source(project: str) -> int | None:
-    if not project:
+    if not project or "\x00" in project:
         return None
     return Source.objects.filter(name=project, kind=Source.Kind.SENSORS, enabled=True).values_list(
         "pk", flat=True).first()

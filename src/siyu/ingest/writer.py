@@ -22,6 +22,7 @@ from siyu.ingest.messages import Message
 
 log = logging.getLogger("siyu.ingest")
 MAX_GROUP = 5_000
+IDLE_SYNC_SECONDS = 5.0
 
 Item = tuple[list[tuple[int | None, Message]], Future]
 
@@ -52,6 +53,10 @@ class IngestWriter:
             raise Overloaded("ingestion queue is full") from None
         return fut
 
+    def start(self) -> None:
+        """Start the writer thread now (it also starts on the first submit)."""
+        self._ensure_thread()
+
     def _ensure_thread(self) -> None:
         with self._start_lock:
             if self._thread is None or not self._thread.is_alive():
@@ -60,7 +65,11 @@ class IngestWriter:
 
     def _run(self) -> None:
         while True:
-            group = [self._queue.get()]
+            try:
+                group = [self._queue.get(timeout=IDLE_SYNC_SECONDS)]
+            except queue.Empty:
+                self._sync()
+                continue
             size = len(group[0][0])
             while size < MAX_GROUP:
                 try:
@@ -83,6 +92,21 @@ class IngestWriter:
             return
         for _items, fut in group:
             fut.set_result(outcome)
+
+    @staticmethod
+    def _sync() -> None:
+        """When idle, bring in what other processes recorded (CLI imports, merges)."""
+        from siyu.analytics import sync
+        from siyu.analytics.engine import get_store
+
+        close_old_connections()
+        try:
+            done = sync.sync_all(get_store())
+        except Exception:
+            log.exception("event-store sync failed; will retry")
+            return
+        if any(done.values()):
+            log.info("event store synced: %s", done)
 
     @staticmethod
     def _commit_one(items, fut: Future) -> None:

@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.db.models import Count, F, Max, Min, Sum
 
 from siyu.customers.models import Person
+from siyu.db import bulk_set
 from siyu.orders.models import Order
 
 
@@ -101,9 +102,8 @@ def refresh_order_stats(person_ids: Iterable[int]) -> None:
             person.total_spend = (row["spend"] or Decimal("0")) if row else Decimal("0")
             person.first_order_at = row["first"] if row else None
             person.last_order_at = row["last"] if row else None
-        Person.objects.bulk_update(
-            persons, ["order_count", "total_spend", "first_order_at", "last_order_at"], batch_size=500
-        )
+        fields = ("order_count", "total_spend", "first_order_at", "last_order_at")
+        bulk_set(Person, ((p, fields) for p in persons))
 
 
 __all__ = ["OrderFact", "RefundFact", "record_orders", "record_refunds", "refresh_order_stats"]

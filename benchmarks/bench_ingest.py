@@ -1,0 +1,149 @@
+"""Ingestion throughput through POST /v1/batch on a real `siyu serve`.
+
+Starts the server on a fresh data folder, warms it with the user population,
+then a load generator (a separate process, keep-alive connections) sends
+batches of 100 realistic messages. Every 200 means the batch is durable in
+both stores. Prints sustained events/s (median of rounds) and the ratio to
+the raw cost of parsing the same JSON alone, measured in the same run.
+
+    .venv/bin/python benchmarks/bench_ingest.py [--requests 600] [--rounds 3] [--users 50000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import http.client
+import json
+import multiprocessing as mp
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+import _payloads  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+SIYU = str(ROOT / ".venv" / "bin" / "siyu")
+
+
+def _send_all(port: int, auth: str, bodies: list[bytes], connections: int, out: mp.Queue) -> None:
+    """Load generator: send every body, several keep-alive connections in parallel."""
+    lock, position, accepted, failures = threading.Lock(), [0], [0], []
+
+    def worker() -> None:
+        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=120)
+        while True:
+            with lock:
+                if position[0] >= len(bodies):
+                    break
+                body = bodies[position[0]]
+                position[0] += 1
+            while True:
+                conn.request("POST", "/v1/batch", body, {"Content-Type": "application/json", "Authorization": auth})
+                resp = conn.getresponse()
+                data = resp.read()
+                if resp.status == 429:
+                    time.sleep(0.05)
+                    continue
+                if resp.status != 200:
+                    failures.append((resp.status, data[:200]))
+                else:
+                    with lock:
+                        accepted[0] += json.loads(data)["accepted"]
+                break
+
+    start = time.perf_counter()
+    threads = [threading.Thread(target=worker) for _ in range(connections)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    out.put((time.perf_counter() - start, accepted[0], failures[:3]))
+
+
+def load(port: int, auth: str, bodies: list[bytes], connections: int) -> tuple[float, int]:
+    q: mp.Queue = mp.Queue()
+    proc = mp.Process(target=_send_all, args=(port, auth, bodies, connections, q))
+    proc.start()
+    elapsed, accepted, failures = q.get()
+    proc.join()
+    if failures:
+        raise SystemExit(f"requests failed: {failures}")
+    return elapsed, accepted
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if server.poll() is not None:
+            raise SystemExit(f"server exited: {server.stdout.read().decode()[-2000:]}")
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+    raise SystemExit("server did not start")
+
+
+def parse_only(bodies: list[bytes]) -> float:
+    """Baseline: events/s for json.loads of the same bodies, nothing else."""
+    start = time.perf_counter()
+    n = sum(len(json.loads(b)["batch"]) for b in bodies)
+    return n / (time.perf_counter() - start)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--requests", type=int, default=600, help="batches per measured round")
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--users", type=int, default=50_000)
+    ap.add_argument("--connections", type=int, default=24)
+    ap.add_argument("--port", type=int, default=0, help="default: a free port")
+    args = ap.parse_args()
+    args.port = args.port or free_port()
+
+    data_dir = tempfile.mkdtemp(prefix="siyu-bench-ingest-")
+    env = {**os.environ, "SIYU_DATA_DIR": data_dir}
+    key = json.loads(subprocess.check_output([SIYU, "source", "create", "bench", "--json"], env=env))["write_key"]
+    auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
+    server = subprocess.Popen([SIYU, "serve", "--port", str(args.port), "--threads", "32"], env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(args.port, server)
+        # Warm-up: every user of the population identifies once (a running shop's steady state).
+        warm = [json.dumps(b).encode() for b in _payloads.batches(args.users * 3 // 100, users=args.users, seed=0)]
+        load(args.port, auth, warm, args.connections)
+        rates, baselines = [], []
+        for r in range(args.rounds):
+            bodies = [json.dumps(b).encode()
+                      for b in _payloads.batches(args.requests, users=args.users, seed=r + 1)]
+            elapsed, accepted = load(args.port, auth, bodies, args.connections)
+            rate, base = accepted / elapsed, parse_only(bodies)
+            rates.append(rate)
+            baselines.append(base)
+            print(f"round {r + 1}: {accepted} events in {elapsed:.2f}s = {rate:,.0f} events/s"
+                  f" (json.loads alone: {base:,.0f}/s)", flush=True)
+        rate, base = statistics.median(rates), statistics.median(baselines)
+        print(f"\ningest /v1/batch (100 msgs/request, durable): {rate:,.0f} events/s median"
+              f" | parse-only baseline {base:,.0f} events/s | ratio {rate / base:.3f}"
+              f" | target 20,000 events/s: {'met' if rate >= 20_000 else 'NOT met'}")
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,32 @@
+"""What can go wrong with an import: the whole file, or one row."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class ImportFileError(ValueError):
+    """The file as a whole cannot be imported (unreadable, no header, bad mapping, ...).
+
+    Nothing is changed when this is raised. ``job_id`` names the ``ImportJob`` that
+    recorded the refusal, when one was recorded.
+    """
+
+    job_id: int | None = None
+
+
+class ValueProblem(ValueError):
+    """One cell cannot be read as the field it is mapped to; the message says why."""
+
+
+@dataclass(frozen=True)
+class RowError:
+    """One problem in one row: ``row`` is the spreadsheet's row number (header = 1)."""
+
+    row: int
+    field: str
+    reason: str
+    column: str = ""
+
+    def as_dict(self) -> dict[str, int | str]:
+        return {"row": self.row, "field": self.field, "column": self.column, "reason": self.reason}
