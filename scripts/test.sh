@@ -28,6 +28,10 @@ as_pg "$PGBIN/initdb" -D "$PGDIR/data" -A trust -U postgres --no-sync >/dev/null
 as_pg "$PGBIN/pg_ctl" -D "$PGDIR/data" -w -l "$PGDIR/log" \
   -o "-p $PGPORT -k $PGDIR -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off" start >/dev/null
 
+echo "== lint and migrations check ==" >&2
+.venv/bin/ruff check src tests benchmarks scripts
+SIYU_DATA_DIR=$(mktemp -d) .venv/bin/python -m django makemigrations --check --dry-run --settings=siyu.settings >/dev/null
+
 echo "== test suite on SQLite ==" >&2
 .venv/bin/python -m pytest "$@"
 echo "== test suite on PostgreSQL ==" >&2

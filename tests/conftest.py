@@ -8,7 +8,6 @@ import json
 import pytest
 
 
-
 @pytest.fixture(autouse=True)
 def _fresh_stores(settings, tmp_path):
     from siyu.analytics import engine

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
+from django.db import connections
 from segment.analytics import Client
 from waitress import wasyncore
 from waitress.server import create_server
@@ -119,10 +120,36 @@ def test_an_unknown_write_key_is_refused_with_401(server, source):
 
 # -- the group-commit writer -------------------------------------------------------
 @pytest.fixture
-def threaded_writer(settings, monkeypatch):
+def make_writer(monkeypatch):
+    """Writers for one test. A writer thread cannot be stopped and outlives its test, so
+    its idle sync is replaced: when idle it only closes its database connection (the
+    test database must be droppable) and never touches the stores of later tests."""
+    monkeypatch.setattr(writer, "IDLE_SYNC_SECONDS", 0.05)
+    made: list[tuple[writer.IngestWriter, threading.Event]] = []
+
+    def _make(queue_limit: int) -> writer.IngestWriter:
+        fresh, idle = writer.IngestWriter(queue_limit), threading.Event()
+
+        def close_connections() -> None:
+            connections.close_all()
+            idle.set()
+
+        fresh._sync = close_connections
+        made.append((fresh, idle))
+        return fresh
+
+    yield _make
+    for fresh, idle in made:
+        if fresh._thread is not None:
+            idle.clear()
+            assert idle.wait(timeout=10), "the writer thread did not go idle"
+
+
+@pytest.fixture
+def threaded_writer(settings, monkeypatch, make_writer):
     """Ingestion through the writer thread, with a fresh writer for this test."""
     settings.SIYU_INGEST_SYNC = False
-    fresh = writer.IngestWriter(settings.SIYU_INGEST_QUEUE_LIMIT)
+    fresh = make_writer(settings.SIYU_INGEST_QUEUE_LIMIT)
     monkeypatch.setattr(writer, "_writer", fresh)
     return fresh
 
@@ -165,9 +192,9 @@ def test_concurrent_requests_share_commits_and_each_message_is_stored_once(
 
 
 def test_a_full_queue_answers_429_with_retry_after_and_loses_nothing_acknowledged(
-        client, source, settings, monkeypatch):
+        client, source, settings, monkeypatch, make_writer):
     settings.SIYU_INGEST_SYNC = False
-    small = writer.IngestWriter(queue_limit=1)
+    small = make_writer(queue_limit=1)
     monkeypatch.setattr(writer, "_writer", small)
     entered, release = threading.Event(), threading.Event()
     real_process = pipeline.process
@@ -203,9 +230,9 @@ def test_a_full_queue_answers_429_with_retry_after_and_loses_nothing_acknowledge
     assert sorted(m for (m,) in events("message_id")) == ["busy-1", "queued-2", "refused-3"]
 
 
-def test_the_official_client_retries_after_429_and_delivers(server, source, settings, monkeypatch):
+def test_the_official_client_retries_after_429_and_delivers(server, source, settings, monkeypatch, make_writer):
     settings.SIYU_INGEST_SYNC = False
-    monkeypatch.setattr(writer, "_writer", writer.IngestWriter(queue_limit=1))
+    monkeypatch.setattr(writer, "_writer", make_writer(queue_limit=1))
     refusals = []
     real_submit = writer.IngestWriter.submit
 

@@ -25,7 +25,6 @@ def serve(host: str, port: int, threads: int = 16) -> None:
     from django.core.management import call_command
 
     from siyu.ingest.writer import get_writer
-
     from siyu.wsgi import application
 
     call_command("collectstatic", interactive=False, verbosity=0)

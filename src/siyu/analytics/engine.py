@@ -54,6 +54,11 @@ SCHEMA = [
 ]
 
 
+_SET_POSITION = (
+    "INSERT INTO sync_state VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET position = excluded.position"
+)
+
+
 class EventStoreBusy(RuntimeError):
     """Another process holds the event store (DuckDB allows one writer per file)."""
 
@@ -107,8 +112,12 @@ class EventStore:
         self._con.close()
 
     # -- writes (the ingest writer thread) -----------------------------------
-    def append(self, rows: Sequence[EventRow]) -> None:
-        """Append events in one transaction; durable when this returns."""
+    def append(self, rows: Sequence[EventRow], *, position: tuple[str, int] | None = None) -> None:
+        """Append events in one transaction; durable when this returns.
+
+        ``position`` (sync name, last row copied) is saved in the same transaction,
+        so a sync that crashes midway neither loses nor repeats events.
+        """
         if not rows:
             return
         table = pa.table(
@@ -118,7 +127,14 @@ class EventStore:
             cur = self._con.cursor()
             cur.register("_incoming", table)
             try:
+                cur.execute("BEGIN")
                 cur.execute(f"INSERT INTO events ({_COLUMN_NAMES}) SELECT {_COLUMN_NAMES} FROM _incoming")
+                if position is not None:
+                    cur.execute(_SET_POSITION, list(position))
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
             finally:
                 cur.unregister("_incoming")
 
@@ -142,10 +158,7 @@ class EventStore:
 
     def set_position(self, name: str, position: int) -> None:
         with self._lock:
-            self._con.cursor().execute(
-                "INSERT INTO sync_state VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET position = excluded.position",
-                [name, position],
-            )
+            self._con.cursor().execute(_SET_POSITION, [name, position])
 
     # -- reads ---------------------------------------------------------------
     def message_ids_since(self, since: datetime, limit: int) -> list[tuple[int | None, str]]:

@@ -1,8 +1,8 @@
 """Rerunnable syncs from the operational database into the event store.
 
 Each sync remembers the last row it copied in ``sync_state``; a crash midway is
-fixed by running it again (the event store ignores nothing twice: overrides are
-upserts, order events carry the order row id as ``message_id``).
+fixed by running it again: overrides are upserts, and order events are written
+in the same transaction as the position that says they were written.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ def sync_overrides(store: EventStore) -> int:
     return len(merges)
 
 
-def sync_imported_orders(store: EventStore, batch: int = 50_000) -> int:
+def sync_imported_orders(store: EventStore, batch: int = 10_000) -> int:
     """Write an ``Order Completed`` event for each imported order not yet in the store."""
     total = 0
     while True:
@@ -45,8 +45,7 @@ def sync_imported_orders(store: EventStore, batch: int = 50_000) -> int:
                                        "currency": o.currency, "coupon": o.coupon}, ensure_ascii=False),
             )
             for o in orders
-        ])
-        store.set_position("imported_orders", orders[-1].pk)
+        ], position=("imported_orders", orders[-1].pk))
         total += len(orders)
 
 
