@@ -188,3 +188,15 @@ def test_alias_merges_and_the_merge_is_explained(post_segment):
     assert len(history) == 1 and history[0]["reason"] == "alias"
     assert "al" in history[0]["explanation"]
     assert [e["event"] for e in timeline(survivor)] == ["$alias", "B", "A"]
+
+
+def test_touch_without_activity_still_sets_first_and_last_touch(db):
+    from siyu.customers.profile import ProfileUpdate, apply_updates
+
+    person = Person.objects.create()
+    at = datetime(2026, 2, 1, tzinfo=UTC)
+    apply_updates([ProfileUpdate(person_id=person.pk, at=at, touch={"channel": "pos", "store": "S1"},
+                                 touches_seen=False)])
+    person.refresh_from_db()
+    assert (person.acquisition_channel, person.first_touch_at, person.last_seen) == ("pos", at, None)
+    assert person.last_touch["store"] == "S1"

@@ -107,49 +107,52 @@ def _apply_rich(by_person: dict[int, list[ProfileUpdate]]) -> None:
 
 def _apply_seen(groups: list[list[ProfileUpdate]]) -> None:
     """first/last seen and first/last touch, as monotone SQL updates (no read)."""
-    seen_rows, touch_rows = [], []
+    seen_rows, touch_rows, touch_only = [], [], []
     prep = _preparer()
     for updates in groups:
         pid = updates[0].person_id
         seen = [u.at for u in updates if u.touches_seen]
-        if seen:
-            seen_rows.append((prep("first_seen", min(seen)), prep("last_seen", max(seen)), pid))
+        window = (prep("first_seen", min(seen)), prep("last_seen", max(seen))) if seen else None
         touched = [u for u in updates if u.touch]
-        if touched:
-            first = min(touched, key=lambda u: u.at)
-            last = max(touched, key=lambda u: u.at)
-            touch_rows.append((first, last, pid))
+        touch = _touch_params(prep, min(touched, key=lambda u: u.at), max(touched, key=lambda u: u.at)) \
+            if touched else None
+        if touch and window:
+            touch_rows.append((*window, *window, *touch, pid))
+        elif touch:
+            touch_only.append((*touch, pid))
+        elif window:
+            seen_rows.append((*window, *window, pid))
     with connection.cursor() as cur:
         if seen_rows:
-            cur.executemany(_SEEN_SQL, [(lo, lo, hi, hi, pid) for lo, hi, pid in seen_rows])
+            cur.executemany(f"UPDATE customers_person SET {_SEEN_SET} WHERE id = %s",
+                            [(lo, lo, hi, hi, pid) for lo, hi, _lo, _hi, pid in seen_rows])
         if touch_rows:
-            cur.executemany(_TOUCH_SQL, [_touch_params(prep, lo, hi, pid) for lo, hi, pid in touch_rows])
+            cur.executemany(f"UPDATE customers_person SET {_SEEN_SET}, {_TOUCH_SET} WHERE id = %s",
+                            [(r[0], r[0], r[1], r[1], *r[4:]) for r in touch_rows])
+        if touch_only:
+            cur.executemany(f"UPDATE customers_person SET {_TOUCH_SET} WHERE id = %s", touch_only)
 
 
-_SEEN_SQL = (
-    "UPDATE customers_person SET"
-    " first_seen = CASE WHEN first_seen IS NULL OR first_seen > %s THEN %s ELSE first_seen END,"
+_SEEN_SET = (
+    "first_seen = CASE WHEN first_seen IS NULL OR first_seen > %s THEN %s ELSE first_seen END,"
     " last_seen = CASE WHEN last_seen IS NULL OR last_seen < %s THEN %s ELSE last_seen END"
-    " WHERE id = %s"
 )
-_TOUCH_SQL = (
-    "UPDATE customers_person SET"
-    " first_touch = CASE WHEN first_touch_at IS NULL OR first_touch_at > %s THEN %s ELSE first_touch END,"
+_TOUCH_SET = (
+    "first_touch = CASE WHEN first_touch_at IS NULL OR first_touch_at > %s THEN %s ELSE first_touch END,"
     " acquisition_channel = CASE WHEN first_touch_at IS NULL OR first_touch_at > %s THEN %s"
     " ELSE acquisition_channel END,"
     " first_touch_at = CASE WHEN first_touch_at IS NULL OR first_touch_at > %s THEN %s ELSE first_touch_at END,"
     " last_touch = CASE WHEN last_touch_at IS NULL OR last_touch_at <= %s THEN %s ELSE last_touch END,"
     " last_touch_at = CASE WHEN last_touch_at IS NULL OR last_touch_at <= %s THEN %s ELSE last_touch_at END"
-    " WHERE id = %s"
 )
 
 
-def _touch_params(prep, first: ProfileUpdate, last: ProfileUpdate, pid: int) -> tuple:
+def _touch_params(prep, first: ProfileUpdate, last: ProfileUpdate) -> tuple:
     f_at, l_at = prep("first_touch_at", first.at), prep("last_touch_at", last.at)
     f_touch = prep("first_touch", {**first.touch, "at": first.at.isoformat()})
     l_touch = prep("last_touch", {**last.touch, "at": last.at.isoformat()})
     channel = first.touch.get("channel", "")[:64]
-    return (f_at, f_touch, f_at, channel, f_at, f_at, l_at, l_touch, l_at, l_at, pid)
+    return (f_at, f_touch, f_at, channel, f_at, f_at, l_at, l_touch, l_at, l_at)
 
 
 def _preparer():

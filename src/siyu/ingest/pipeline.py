@@ -22,7 +22,6 @@ from siyu.customers.identity import Resolver
 from siyu.customers.profile import ProfileUpdate, apply_updates
 from siyu.ingest.messages import Message
 from siyu.orders.actions import OrderFact, RefundFact, record_orders, record_refunds
-from siyu.privacy.crypto import lookup_hash
 
 
 @dataclass
@@ -147,7 +146,7 @@ def _event_row(source_id: int | None, m: Message, person_id: int) -> EventRow:
         type=m.type,
         event=m.event,
         person_id=person_id,
-        distinct_hash=lookup_hash(m.distinct.kind, m.distinct.value)[:32],
+        distinct_hash=m.distinct.key[1][:32],
         timestamp=m.timestamp,
         received_at=m.received_at,
         channel=touch.get("channel"),
