@@ -71,30 +71,35 @@ def world(tmp_path_factory) -> World:
 @pytest.fixture(scope="module")
 def server(world):
     """``siyu serve`` on a free port, stopped with Ctrl-C at the end of the module."""
-    port = _free_port()
-    proc = subprocess.Popen([*SIYU, "serve", "--port", str(port), "--threads", "4"], cwd=world.cwd,
-                            env=world.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    url = f"http://127.0.0.1:{port}"
+    port, log = _free_port(), world.cwd / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([*SIYU, "serve", "--port", str(port), "--threads", "4"], cwd=world.cwd,
+                                env=world.env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        _wait_until_serving(proc, url, log)
+        yield url
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def _wait_until_serving(proc: subprocess.Popen, url: str, log: Path) -> None:
     deadline = time.monotonic() + 90
-    while True:
+    while time.monotonic() < deadline:
         if proc.poll() is not None:
-            pytest.fail(f"siyu serve exited with {proc.returncode}:\n{proc.stdout.read()}")
+            pytest.fail(f"siyu serve exited with {proc.returncode}:\n{log.read_text()}")
         try:
             if requests.get(f"{url}/api/openapi.json", timeout=10).status_code == 200:
-                break
+                return
         except requests.RequestException:
             pass
-        if time.monotonic() > deadline:
-            proc.kill()
-            pytest.fail("siyu serve did not answer within 90 s")
         time.sleep(0.2)
-    yield url
-    proc.send_signal(signal.SIGINT)
-    try:
-        proc.wait(timeout=15)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+    pytest.fail(f"siyu serve did not answer within 90 s:\n{log.read_text()}")
 
 
 @pytest.fixture(scope="module")

@@ -81,8 +81,8 @@ def built(django_db_setup, django_db_blocker, tmp_path_factory):
         CACHE.clear()
         DEDUPE.reset()
         try:
-            result = build_demo(N, SEED, progress=False, end=END, parallel=False, batch_size=500)
-            again = build_demo(N, SEED, progress=False, end=END, parallel=False)
+            result = build_demo(N, SEED, progress=False, end=END, workers=0, chunk_sessions=120)
+            again = build_demo(N, SEED, progress=False, end=END, workers=0)
             yield _snapshot(DemoStream(N, SEED, END), result, again)
         finally:
             engine.close_store()
@@ -91,17 +91,29 @@ def built(django_db_setup, django_db_blocker, tmp_path_factory):
             call_command("flush", verbosity=0, interactive=False)
 
 
-def _digest(stream: DemoStream) -> str:
+def _digest(stream: DemoStream, chunks: list[int] | None = None) -> str:
     h = hashlib.sha256()
-    for session in stream.raw():
-        for raw in session:
-            h.update(json.dumps([raw.source, raw.msg_type, raw.body], sort_keys=True, ensure_ascii=False).encode())
+    for chunk in range(stream.plan.chunks) if chunks is None else chunks:
+        for session in stream.raw(chunk):
+            for raw in session:
+                h.update(json.dumps([raw.source, raw.msg_type, raw.body], sort_keys=True,
+                                    ensure_ascii=False).encode())
     return h.hexdigest()
 
 
 def test_the_same_seed_generates_the_same_messages():
     assert _digest(DemoStream(120, 5, END)) == _digest(DemoStream(120, 5, END))
     assert _digest(DemoStream(120, 5, END)) != _digest(DemoStream(120, 6, END))
+
+
+def test_chunks_render_the_same_in_any_order():
+    """Several worker processes may render the chunks; the messages must not depend on how."""
+    stream = DemoStream(200, 5, END, chunk_sessions=300)
+    chunks = list(range(stream.plan.chunks))
+    assert len(chunks) >= 3
+    one_by_one = [_digest(stream, [c]) for c in chunks]
+    shuffled = DemoStream(200, 5, END, chunk_sessions=300)
+    assert [_digest(shuffled, [c]) for c in reversed(chunks)] == one_by_one[::-1]
 
 
 def test_every_message_is_accepted_and_every_order_recorded(built):
@@ -165,6 +177,17 @@ def test_a_folder_with_other_customers_is_left_alone():
 
     Person.objects.create()
     with pytest.raises(DemoError, match="1 customers"):
-        build_demo(10, 1, progress=False, end=END, parallel=False)
+        build_demo(10, 1, progress=False, end=END, workers=0)
     assert Person.objects.count() == 1
     assert not Source.objects.exists()
+
+
+def test_worker_processes_deliver_the_same_batches_in_order():
+    from siyu.demo.stream import ParallelStream
+
+    def ids(batches) -> list[list[str]]:
+        return [[m.message_id for _s, m in batch] for batch, _progress in batches]
+
+    expected = ids(DemoStream(150, 3, END, chunk_sessions=200).batches())
+    assert len(expected) >= 3
+    assert ids(ParallelStream(DemoStream(150, 3, END, chunk_sessions=200), workers=2).batches()) == expected

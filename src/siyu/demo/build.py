@@ -8,6 +8,7 @@ summarises what the product recorded.
 
 from __future__ import annotations
 
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -17,15 +18,15 @@ from pathlib import Path
 from django.conf import settings
 from django.db.models import F, Sum
 
+from siyu import conf
 from siyu.accounts.actor import Actor
 from siyu.demo import brand
 from siyu.demo.render import SOURCES
-from siyu.demo.stream import Batch, DemoStream, ParallelStream
+from siyu.demo.stream import CHUNK_SESSIONS, Batch, DemoStream, ParallelStream, few_collections
 
 DEMO_ACTOR = "demo"
 ADMIN = "admin"
-BATCH = 10_000
-PARALLEL_FROM = 5_000  # customers; below this a second process costs more than it saves
+PARALLEL_FROM = 5_000  # customers
 
 
 class DemoError(RuntimeError):
@@ -33,12 +34,16 @@ class DemoError(RuntimeError):
 
 
 def build_demo(customers: int = 20_000, seed: int = 7, progress: bool = True, *, fresh: bool = False,
-               end: datetime | None = None, parallel: bool | None = None, batch_size: int = BATCH) -> dict:
+               end: datetime | None = None, workers: int | None = None,
+               chunk_sessions: int = CHUNK_SESSIONS) -> dict:
     """Build the demo brand into the data folder; returns the login and what was recorded.
 
     Skips the build when the folder already holds the demo (``fresh`` wipes it
-    first). Raises DemoError when the folder holds other customers, or when
-    ``fresh`` is asked of a database this command did not create.
+    first). ``workers`` processes render and parse while this one ingests (0:
+    all in this process; default: one per spare CPU, at most four, from 5 000
+    customers). ``end`` closes the six-month window (default: now). Raises
+    DemoError when the folder holds other customers, or when ``fresh`` is asked
+    of a database this command did not create.
     """
     if customers < 1 or customers > 1_000_000:
         raise DemoError("--customers must be between 1 and 1 000 000")
@@ -51,14 +56,21 @@ def build_demo(customers: int = 20_000, seed: int = 7, progress: bool = True, *,
     _check_empty()
     say = _printer(progress)
     end = end or datetime.now(UTC).replace(microsecond=0)
-    parallel = customers >= PARALLEL_FROM if parallel is None else parallel
+    workers = _default_workers(customers) if workers is None else workers
     source_ids = _create_sources()
-    stream = ParallelStream(customers, seed, end, batch_size) if parallel else DemoStream(customers, seed, end)
+    stream = DemoStream(customers, seed, end, chunk_sessions=chunk_sessions)
     plan = stream.plan
     say(f"demo: {brand.BRAND}: {plan.customers:,} customers, {plan.orders:,} orders in {plan.sessions:,} visits,"
-        f" {plan.start:%Y-%m-%d} to {plan.end:%Y-%m-%d}; generating {time.monotonic() - started:.1f}s")
-    batches = stream.batches() if parallel else stream.batches(batch_size)
-    fed = _feed(batches, source_ids, plan.sessions, say)
+        f" {plan.start:%Y-%m-%d} to {plan.end:%Y-%m-%d}; drawn in {time.monotonic() - started:.1f}s;"
+        f" {workers or 'no'} generator process{'es' if workers != 1 else ''}")
+    if workers:
+        # Workers hash ids with the folder's lookup key: create it before they start, or on a
+        # fresh folder each would generate its own and the same phone would hash differently.
+        conf.pii_keys()
+    source = ParallelStream(stream, workers) if workers else stream
+    del stream  # with workers, only they keep the drawn brand
+    with few_collections():
+        fed = _feed(source.batches(), source_ids, plan.sessions, say)
     from siyu.accounts.actions import create_user
 
     _user, password = create_user(ADMIN, "admin", superuser=True)
@@ -101,6 +113,12 @@ def _feed(batches, source_ids: dict[str, int], sessions: int, say) -> dict:
             last_say = now
     return {"accepted": accepted, "rejected": rejected, "ingest_s": round(ingesting, 1),
             "generator_wait_s": round(waiting, 1)}
+
+
+def _default_workers(customers: int) -> int:
+    if customers < PARALLEL_FROM:
+        return 0  # forking costs more than it saves
+    return max(1, min(4, (os.cpu_count() or 2) - 1))
 
 
 def _with_ids(batch: Batch, source_ids: dict[str, int]) -> list:

@@ -89,17 +89,23 @@ def _uuid_like(key: int, person: bytes) -> str:
 
 
 class Renderer:
-    """Turns sessions into ``Raw`` messages; deterministic for a seed and a session order."""
+    """Turns sessions into ``Raw`` messages; deterministic for a seed and a chunk of sessions."""
 
     def __init__(self, c: Customers, o: Orders, seed: int) -> None:
         self.c, self.o = c, o
-        self.rnd = random.Random(seed)
         self.seed = seed
-        self.count = 0
         self._ids: dict[int, Ids] = {}
         self._dispatch = {KINDS.index(name): getattr(self, f"_{name}") for name in KINDS}
+        self.begin(0)
 
     # -- public --------------------------------------------------------------
+    def begin(self, chunk: int) -> None:
+        """Start rendering chunk ``chunk``: its randomness and message ids depend on nothing else,
+        so chunks can be rendered in any process, in any order, with the same result."""
+        self.rnd = random.Random(self.seed * 1_000_003 + chunk)
+        self.chunk = chunk
+        self.count = 0
+
     def session(self, kind: int, i: int, t: int, aux: int) -> list[Raw]:
         out: list[Raw] = []
         self._dispatch[kind](out, i, t * 1000 + self.rnd.randrange(1000), aux)
@@ -149,7 +155,7 @@ class Renderer:
     # -- message builders ------------------------------------------------------
     def _next(self) -> int:
         self.count += 1
-        return self.count
+        return self.chunk * 10_000_000 + self.count
 
     def _sensors(self, out: list[Raw], i: int, ms: int, rtype: str, event: str | None,
                  props: dict[str, Any], login: bool, identities: dict[str, str] | None = None) -> None:
@@ -174,7 +180,7 @@ class Renderer:
         return {"$identity_mp_openid": ids.openid}
 
     def _segment(self, out: list[Raw], source: str, msg_type: str, ms: int, body: dict[str, Any]) -> None:
-        body["messageId"] = f"d{self.seed}-{self._next():x}"
+        body["messageId"] = f"d{self.seed}-{self._next():x}"  # unique: chunk and position in it
         body["timestamp"] = _iso(ms)
         out.append(Raw(source, msg_type, body, ms))
 

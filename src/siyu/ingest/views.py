@@ -11,6 +11,7 @@ import binascii
 import json
 import time
 import zlib
+from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
 import orjson
@@ -107,6 +108,12 @@ def _commit(messages: list[tuple[int | None, Message]]) -> JsonResponse | None:
     except Overloaded:
         response = _error(429, "overloaded: retry later")
         response["Retry-After"] = "1"
+        return response
+    except FutureTimeout:
+        # Still queued or committing: the client must not assume either outcome.
+        # Retrying is safe, because messages are deduplicated on their ids.
+        response = _error(503, f"not committed within {WAIT_SECONDS}s; retry (duplicates are dropped)")
+        response["Retry-After"] = "5"
         return response
     return None
 

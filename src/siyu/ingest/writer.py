@@ -99,8 +99,8 @@ class IngestWriter:
         from siyu.analytics import sync
         from siyu.analytics.engine import get_store
 
-        close_old_connections()
         try:
+            close_old_connections()
             done = sync.sync_all(get_store())
         except Exception:
             log.exception("event-store sync failed; will retry")

@@ -17,8 +17,10 @@ def mask_email(value: str) -> str:
 
 
 def mask_name(value: str) -> str:
-    """张三丰 -> 张**, Alice Smith -> A**********."""
-    return value[:1] + "*" * max(len(value) - 1, 1) if value else value
+    """张三丰 -> 张**, Alice Smith -> A**********, 张 -> * (a lone character is the whole name)."""
+    if len(value) <= 1:
+        return "*" * len(value)
+    return value[:1] + "*" * (len(value) - 1)
 
 
 def mask_id(value: str) -> str:
