@@ -127,7 +127,7 @@ def test_every_message_is_accepted_and_every_order_recorded(built):
 def test_a_login_and_a_write_key_are_printed(built):
     assert built.result["username"] == "admin"
     assert len(built.result["password"]) >= 12
-    assert built.result["write_key (h5-shop)"].startswith("wk_")
+    assert built.result["h5_shop_write_key"].startswith("wk_")
 
 
 def test_some_customers_buy_again_and_some_only_once(built):
@@ -180,6 +180,16 @@ def test_a_folder_with_other_customers_is_left_alone():
         build_demo(10, 1, progress=False, end=END, workers=0)
     assert Person.objects.count() == 1
     assert not Source.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_build_that_never_finished_is_reported_not_taken_for_a_demo():
+    from siyu.accounts.actor import Actor
+    from siyu.ingest.actions import create_source
+
+    create_source(Actor.system("demo"), "mini-program", "sensors")
+    with pytest.raises(DemoError, match="--fresh"):
+        build_demo(10, 1, progress=False, end=END, workers=0)
 
 
 def test_worker_processes_deliver_the_same_batches_in_order():

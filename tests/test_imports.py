@@ -124,7 +124,7 @@ def test_broken_customer_rows_are_reported_and_the_others_imported(tmp_path):
 
     assert (result["accepted"], result["rejected"], result["skipped"]) == (2, 3, 0)
     assert result["errors"] == [
-        {"row": 3, "field": "phone", "column": "phone", "reason": "not a possible phone number"},
+        {"row": 3, "field": "phone", "column": "phone", "reason": "not a valid phone number for its region"},
         {"row": 4, "field": "columns", "column": "", "reason": "has 3 cells but the header has 4 columns"},
         {"row": 5, "field": "email", "column": "email", "reason": "not an email address"},
     ]

@@ -68,7 +68,7 @@ def test_no_operational_table_holds_personal_data_in_clear(li):
     rows = all_operational_rows()
     for secret in SECRETS:
         assert secret not in rows, secret
-    assert read_pii(li) == {"phone": "13800138000", "email": "Li.Lei@Example.com", "name": "李雷",
+    assert read_pii(li) == {"phone": "+8613800138000", "email": "li.lei@example.com", "name": "李雷",
                             "address": "上海市徐汇区"}
 
 
@@ -108,7 +108,7 @@ def test_a_prepended_key_encrypts_new_values_and_old_values_still_decrypt(pii_ke
 
     pii_keys("key-2026,key-2025")
     assert crypto.decrypt(old_token) == "+8613900139000"
-    assert read_pii(Person.objects.get(pk=old.pk)) == {"phone": "13900139000", "name": "韩梅梅"}
+    assert read_pii(Person.objects.get(pk=old.pk)) == {"phone": "+8613900139000", "name": "韩梅梅"}
     assert find_person(Lookup("phone", "13900139000")).pk == old.pk, "lookup hashes survive rotation"
     new_token = crypto.encrypt("x")
     assert crypto.decrypt(new_token) == "x"
@@ -167,7 +167,7 @@ def _actor(role: str) -> Actor:
 def test_a_role_without_the_permission_gets_a_masked_profile_and_no_audit(li):
     data = profile(li, _actor("data_analyst"))
     assert data["masked"] is True
-    assert data["personal"] == {"phone": "138****8000", "email": "Li***@Example.com", "name": "李*",
+    assert data["personal"] == {"phone": "+86138****8000", "email": "li***@example.com", "name": "李*",
                                 "address": "上海***"}
     assert "13800138000" not in json.dumps(data, ensure_ascii=False)
     assert not AuditEvent.objects.filter(action="view_pii").exists()
@@ -176,7 +176,7 @@ def test_a_role_without_the_permission_gets_a_masked_profile_and_no_audit(li):
 def test_an_unmasked_view_is_audited_with_who_what_and_which_fields(li):
     actor = _actor("customer_service")
     data = profile(li, actor)
-    assert data["personal"]["phone"] == "13800138000"
+    assert data["personal"]["phone"] == "+8613800138000"
     event = AuditEvent.objects.get(action="view_pii")
     assert (event.actor_id, event.actor_label, event.action) == (actor.user.pk, "u-customer_service", "view_pii")
     assert (event.object_type, event.object_id) == ("person", str(li.pk))

@@ -48,7 +48,7 @@ def test_identify_then_anonymous_history_joins_the_person(post_segment):
     person = find_person(Lookup("phone", "+8613800138000"))
     assert find_person(Lookup("anonymous_id", "dev-1")).pk == person.pk
     assert find_person(Lookup("email", "a@example.com")).pk == person.pk
-    assert person.traits == {"gender": "f"}
+    assert person.traits == {"gender": "female"}
     assert {row[2] for row in events()} == {person.pk}
 
 

@@ -94,7 +94,7 @@ def cmd_import(args: argparse.Namespace) -> None:
         mapping[column] = field
     try:
         result = import_file(cli_actor(), args.kind, args.file, mapping=mapping, dry_run=args.dry_run,
-                             sheet=args.sheet)
+                             sheet=args.sheet, customer_kind=args.customer_kind)
     except ImportFileError as exc:
         raise CliError(str(exc)) from None
     emit(args, result, _human_import)
@@ -204,6 +204,16 @@ def cmd_openapi(args: argparse.Namespace) -> None:
 
 
 # -- parser ------------------------------------------------------------------
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError("must be 0 or more")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     from siyu.accounts.roles import ROLES
     from siyu.customers.models import IdentityKind
@@ -244,6 +254,8 @@ def build_parser() -> argparse.ArgumentParser:
     imp.add_argument("--map", action="append", metavar="COLUMN=FIELD", help="map a file column to a field")
     imp.add_argument("--sheet", help="Excel sheet name (default: the first)")
     imp.add_argument("--strict", action="store_true", help="exit 1 when any row is rejected")
+    imp.add_argument("--customer-kind", choices=IdentityKind.values,
+                     help="orders: the id kind of the customer column (default member_no)")
 
     cust = sub.add_parser("customer", help="Look up customers.").add_subparsers(dest="sub", required=True)
     kinds = ", ".join(IdentityKind.values)
@@ -252,8 +264,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls = add("list", cmd_customer_list, "List or search customers.", parent=cust)
     ls.add_argument("--q", help="an exact id value or KIND:VALUE")
     ls.add_argument("--channel", help="acquisition channel")
-    ls.add_argument("--limit", type=int, default=50)
-    ls.add_argument("--offset", type=int, default=0)
+    ls.add_argument("--limit", type=_non_negative, default=50)
+    ls.add_argument("--offset", type=_non_negative, default=0)
     mg = add("merges", cmd_customer_merges, "Explain why a profile is one person.", parent=cust)
     mg.add_argument("id", metavar="KIND:VALUE")
 
@@ -272,21 +284,29 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _fail(args: argparse.Namespace | None, message: str) -> None:
+    if args is not None and getattr(args, "json", False):
+        print(json.dumps({"error": message}, ensure_ascii=False))
+    print(f"siyu: error: {message}", file=sys.stderr)
+    sys.exit(2)
+
+
 def main(argv: list[str] | None = None) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "siyu.settings")
     import django
 
-    django.setup()
-    args = build_parser().parse_args(argv)
-    ensure_migrated()
     try:
+        django.setup()  # resolves SIYU_DATA_DIR and creates it
+    except OSError as exc:
+        _fail(None, f"cannot use the data folder: {exc.strerror or exc}: {exc.filename or ''}")
+    args = build_parser().parse_args(argv)
+    try:
+        ensure_migrated()
         args.func(args)
+    except OSError as exc:
+        _fail(args, f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     except CliError as exc:
-        if getattr(args, "json", False):
-            print(json.dumps({"error": str(exc)}, ensure_ascii=False))
-        print(f"siyu: error: {exc}", file=sys.stderr)
-        sys.exit(2)
-
+        _fail(args, str(exc))
 
 if __name__ == "__main__":
     main()

@@ -24,6 +24,7 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django.contrib.humanize",
     "django_htmx",
+    "ninja",  # serves its bundled Swagger UI for /api/docs (no CDN)
     "siyu.accounts",
     "siyu.privacy",
     "siyu.customers",

@@ -6,6 +6,8 @@ import secrets
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Group
+from django.contrib.auth.password_validation import validate_password
+from django.core.exceptions import ValidationError
 from django.db import transaction
 
 from siyu.accounts.roles import ROLES, ensure_roles
@@ -22,6 +24,12 @@ def create_user(username: str, role: str, password: str | None = None, *, superu
     if not username or len(username) > 150:
         raise TeamError("username must be 1-150 characters")
     User = get_user_model()
+    try:
+        User.username_validator(username)
+        if password is not None:
+            validate_password(password, User(username=username))
+    except ValidationError as exc:
+        raise TeamError(" ".join(exc.messages)) from None
     password = password or secrets.token_urlsafe(12)
     with transaction.atomic():
         if User.objects.filter(username=username).exists():

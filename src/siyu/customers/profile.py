@@ -51,17 +51,46 @@ class ProfileUpdate:
     clear: bool = False  # forget every trait and all personal data (Sensors profile_delete)
 
 
+GENDERS = {
+    "male": "male", "m": "male", "man": "male", "男": "male", "先生": "male", "1": "male",
+    "female": "female", "f": "female", "woman": "female", "女": "female", "女士": "female", "2": "female",
+}
+_NORMALISE_PII = {"phone": crypto.normalise_phone, "email": crypto.normalise_email}
+
+
+def normalise_gender(value: Any) -> str | None:
+    """``male`` / ``female`` from the spellings shops use, else None (unknown)."""
+    return GENDERS.get(str(value).strip().lower())
+
+
 def split_traits(traits: dict[str, Any]) -> tuple[dict[str, Any], dict[str, str]]:
-    """Separate plain traits from personal data; drop what we never keep."""
+    """Separate plain traits from personal data; drop what we never keep.
+
+    Phones, emails and gender are stored in one canonical form whatever channel
+    they came from, so a merge never keeps a raw spelling over a clean one.
+    """
     plain, pii = {}, {}
     for key, value in traits.items():
         if key in DROPPED_TRAITS or key in ID_TRAITS or value is None:
             continue
         if key in PII_TRAITS:
-            pii[PII_TRAITS[key]] = str(value)
+            field = PII_TRAITS[key]
+            pii[field] = _canonical(field, str(value))
+        elif key == "gender":
+            plain[key] = normalise_gender(value) or value
         elif isinstance(key, str) and not key.startswith("$identity"):
             plain[key] = value
     return plain, pii
+
+
+def _canonical(field: str, value: str) -> str:
+    normalise = _NORMALISE_PII.get(field)
+    if normalise is None:
+        return value
+    try:
+        return normalise(value)
+    except crypto.InvalidValue:
+        return value
 
 
 def read_pii(person: Person) -> dict[str, str]:

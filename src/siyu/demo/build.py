@@ -56,7 +56,7 @@ def build_demo(customers: int = 20_000, seed: int = 7, progress: bool = True, *,
     _check_empty()
     say = _printer(progress)
     end = end or datetime.now(UTC).replace(microsecond=0)
-    workers = _default_workers(customers) if workers is None else workers
+    workers = default_workers(customers) if workers is None else workers
     source_ids = _create_sources()
     stream = DemoStream(customers, seed, end, chunk_sessions=chunk_sessions)
     plan = stream.plan
@@ -76,12 +76,11 @@ def build_demo(customers: int = 20_000, seed: int = 7, progress: bool = True, *,
     _user, password = create_user(ADMIN, "admin", superuser=True)
     elapsed = time.monotonic() - started
     say(f"demo: done in {elapsed:.0f}s")
-    return {"status": "built", **_login(password), **_summary(), "messages": fed["accepted"],
+    return {"status": "built", "username": ADMIN, "password": password, **_summary(), "messages": fed["accepted"],
             "rejected": fed["rejected"], "seconds": round(elapsed, 1),
             "messages_per_second": round(fed["accepted"] / max(elapsed, 1e-9)),
             "time_ingesting_s": fed["ingest_s"], "time_waiting_for_generator_s": fed["generator_wait_s"],
-            "seed": seed,
-            "write_key (h5-shop)": _write_key("h5")}
+            "seed": seed, "h5_shop_write_key": _write_key("h5")}
 
 
 def _feed(batches, source_ids: dict[str, int], sessions: int, say) -> dict:
@@ -115,7 +114,7 @@ def _feed(batches, source_ids: dict[str, int], sessions: int, say) -> dict:
             "generator_wait_s": round(waiting, 1)}
 
 
-def _default_workers(customers: int) -> int:
+def default_workers(customers: int) -> int:
     if customers < PARALLEL_FROM:
         return 0  # forking costs more than it saves
     return max(1, min(4, (os.cpu_count() or 2) - 1))
@@ -135,12 +134,16 @@ def _printer(enabled: bool):
 
 # -- the data folder -------------------------------------------------------------
 def _existing() -> dict | None:
+    """The summary of a demo already built here; raises DemoError for one that never finished."""
+    from django.contrib.auth import get_user_model
+
     from siyu.ingest.models import Source
 
     if not Source.objects.filter(created_by=DEMO_ACTOR).exists():
         return None
+    if not get_user_model().objects.filter(username=ADMIN).exists():  # the login is created last
+        raise DemoError("an earlier `siyu demo` stopped before it finished; rebuild it with --fresh")
     return {"status": "exists: this data folder already holds the demo (pass --fresh to rebuild it)",
-            "console": _console_url(),
             "username": ADMIN,
             "password": "(as printed when the demo was built; or `siyu user create NAME --role admin`)",
             **_summary()}
@@ -195,12 +198,6 @@ def _write_key(key: str) -> str:
     return Source.objects.get(name=SOURCES[key][0]).write_key
 
 
-def _console_url() -> str:
-    return "http://127.0.0.1:8000/"
-
-
-def _login(password: str) -> dict:
-    return {"console": _console_url(), "username": ADMIN, "password": password}
 
 
 def _summary() -> dict:

@@ -15,6 +15,7 @@ from django.conf import settings
 from django.utils import timezone
 from django.utils.translation import gettext as _
 
+from siyu.customers.profile import GENDERS
 from siyu.imports.errors import ValueProblem
 
 MAX_AMOUNT = Decimal("1e12")
@@ -34,10 +35,6 @@ _MONEY_NOISE_RE = re.compile(r"(?i)(¥|￥|\$|元|rmb|cny|\s)")
 _CURRENCY_ALIASES = {
     "¥": "CNY", "￥": "CNY", "元": "CNY", "人民币": "CNY", "RMB": "CNY",
     "$": "USD", "US$": "USD", "美元": "USD", "HK$": "HKD", "港币": "HKD", "港元": "HKD",
-}
-GENDERS = {
-    "male": "male", "m": "male", "man": "male", "男": "male", "先生": "male", "1": "male",
-    "female": "female", "f": "female", "woman": "female", "女": "female", "女士": "female", "2": "female",
 }
 UNKNOWN_GENDERS = {"unknown", "u", "0", "未知", "保密", "其他", "other", "-"}
 
@@ -220,7 +217,7 @@ def _month_day(raw: str, month: int, day: int) -> str:
 def parse_gender(value: Any) -> str | None:
     """``male``, ``female``, or None when the file says unknown."""
     raw = text(value).lower()
-    if raw in GENDERS:
+    if raw in GENDERS:  # one spelling table for imports and SDK traits
         return GENDERS[raw]
     if raw in UNKNOWN_GENDERS:
         return None

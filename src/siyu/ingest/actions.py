@@ -42,6 +42,15 @@ def rotate_write_key(actor: Actor, source: Source) -> Source:
     return source
 
 
+def endpoints_for(source: Source) -> dict[str, str]:
+    """Where this source's SDK should send data (only the protocol it speaks)."""
+    if source.kind == Source.Kind.SENSORS:
+        return {"sensors": f"/sa?project={source.name}"}
+    if source.kind == Source.Kind.SEGMENT:
+        return {"segment": "/v1/batch"}
+    return {}
+
+
 def source_dict(source: Source) -> dict:
     return {
         "id": source.pk,
@@ -51,8 +60,5 @@ def source_dict(source: Source) -> dict:
         "enabled": source.enabled,
         "created_at": source.created_at.isoformat(),
         "created_by": source.created_by,
-        "endpoints": {
-            "segment": "/v1/batch",
-            "sensors": f"/sa?project={source.name}",
-        },
+        "endpoints": endpoints_for(source),
     }

@@ -108,7 +108,10 @@ def _claims(raw: dict, properties: dict) -> tuple[list[Claim], Claim]:
     identities = raw.get("identities") or {}
     if not isinstance(identities, dict):
         raise MessageError("identities", "must be an object")
-    is_login = bool(raw.get("login_id")) or properties.get("$is_login_id") is True
+    # track_signup's distinct_id is the login id (original_id the anonymous one), even
+    # from older SDKs that send neither login_id nor $is_login_id.
+    is_login = (bool(raw.get("login_id")) or properties.get("$is_login_id") is True
+                or raw.get("type") == "track_signup")
     login_id = raw.get("login_id") or (distinct_id if is_login else None)
     claims: list[Claim] = []
     if login_id:

@@ -79,10 +79,11 @@ def normalise_phone(value: str) -> str:
     text = str(value).strip()
     try:
         parsed = phonenumbers.parse(text, None if text.startswith("+") else settings.SIYU_DEFAULT_REGION)
-    except phonenumbers.NumberParseException as exc:
-        raise InvalidValue(f"not a phone number: {exc}") from None
-    if not phonenumbers.is_possible_number(parsed):
-        raise InvalidValue("not a possible phone number")
+    except phonenumbers.NumberParseException:
+        raise InvalidValue("not a phone number") from None
+    if not phonenumbers.is_valid_number(parsed):
+        # "Possible" accepts lengths alone (12345, a digit dropped); a strong id must be real.
+        raise InvalidValue("not a valid phone number for its region")
     return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
 
 
