@@ -165,7 +165,7 @@ def test_customer_show_prints_identities_traits_and_computed_attributes(li):
 def test_customer_show_without_json_is_readable(world, li):
     out = world.run("customer", "show", "phone:13800138000").stdout
     assert out.startswith(f"customer #{li['id']}\n")
-    assert "order_count" in out and "200.50" in out and "merge: person" in out
+    assert "order_count" in out and "200.50" in out and "merges:\n  person" in out
 
 
 def test_customer_list_and_search(world, li):

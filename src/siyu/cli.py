@@ -132,12 +132,12 @@ def cmd_customer_show(args: argparse.Namespace) -> None:
 
 
 def _human_profile(d: dict) -> str:
-    lines = [f"customer #{d['id']}"]
-    lines += [f"  {i['kind']:<13} {i['value']}" for i in d["identities"]]
-    lines += [f"  {k:<13} {v}" for k, v in d["personal"].items()]
-    lines += [f"  {k:<20} {v}" for k, v in d["computed"].items() if v not in (None, {}, "")]
-    lines += [f"  trait {k}: {v}" for k, v in d["traits"].items()]
-    lines += [f"  merge: {m['explanation']}" for m in d.get("merges", [])]
+    lines = [f"customer #{d['id']}", "ids:"]
+    lines += [f"  {i['kind']:<20} {i['value']}" for i in d["identities"]]
+    lines += ["personal data:"] + [f"  {k:<20} {v}" for k, v in d["personal"].items()]
+    lines += ["computed:"] + [f"  {k:<20} {v}" for k, v in d["computed"].items() if v not in (None, {}, "")]
+    lines += ["traits:"] + [f"  {k:<20} {v}" for k, v in d["traits"].items()]
+    lines += ["merges:"] + [f"  {m['explanation']}" for m in d.get("merges", [])] if d.get("merges") else []
     return "\n".join(lines)
 
 
@@ -303,6 +303,9 @@ def main(argv: list[str] | None = None) -> None:
     try:
         ensure_migrated()
         args.func(args)
+    except BrokenPipeError:  # `siyu … | head`: the reader left, nothing to report
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(0)
     except OSError as exc:
         _fail(args, f"{exc.strerror or exc}: {exc.filename or ''}".rstrip(": "))
     except CliError as exc:

@@ -18,7 +18,9 @@ def data_dir() -> Path:
 
         os.environ["SIYU_DATA_DIR"] = tempfile.mkdtemp(prefix="siyu-test-")
     path = Path(os.environ.get("SIYU_DATA_DIR") or Path.cwd() / "siyu-data").resolve()
-    path.mkdir(parents=True, exist_ok=True)
+    if not path.exists():
+        # The folder holds personal data (encrypted) and its keys: owner-only.
+        path.mkdir(parents=True, mode=0o700)
     return path
 
 
