@@ -167,29 +167,9 @@ class EventStore:
             [since, limit],
         ).fetchall()
 
-    def timeline(self, person_ids: Sequence[int], limit: int = 100, before: datetime | None = None) -> list[dict]:
+    def timeline(self, person_ids: Sequence[int], limit: int = 100) -> list[dict]:
         """The newest events of these persons (a person and everyone merged into it)."""
-        if not person_ids:
-            return []
-        marks = ", ".join("?" for _ in person_ids)
-        sql = (
-            "SELECT uuid, type, event, timestamp, source_id, channel, store, order_id, revenue, properties"
-            f" FROM events WHERE person_id IN ({marks})"
-        )
-        params: list[Any] = list(person_ids)
-        if before is not None:
-            sql += " AND timestamp < ?"
-            params.append(before)
-        sql += " ORDER BY timestamp DESC LIMIT ?"
-        params.append(limit)
-        cols = ["uuid", "type", "event", "timestamp", "source_id", "channel", "store", "order_id", "revenue",
-                "properties"]
-        out = []
-        for row in self.cursor().execute(sql, params).fetchall():
-            item = dict(zip(cols, row, strict=True))
-            item["properties"] = json.loads(item["properties"]) if item["properties"] else {}
-            out.append(item)
-        return out
+        return self.timeline_page(person_ids, limit)
 
     def timeline_page(
         self, person_ids: Sequence[int], limit: int = 50, after: tuple[datetime, str] | None = None
