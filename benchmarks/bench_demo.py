@@ -7,8 +7,8 @@ Two runs on the same customers and seed, each in its own process:
 2. the demo: what `siyu demo --no-serve` does — migrate a fresh data folder,
    generate in a second process, ingest every batch through `pipeline.process`.
 
-Prints wall and CPU time, messages/s, peak RSS (each process's own peak from
-getrusage, and the sum over the process tree sampled every second) and the
+Prints wall and CPU time, messages/s, peak memory (each process's own peak RSS
+from getrusage, and the process tree's PSS sampled every second) and the
 ratio demo / baseline. The figure to meet: 1 000 000 customers in under 10
 minutes with peak memory under 4 GiB. ``--limit`` stops each run after that
 many seconds and projects the full time from the share done.
@@ -49,13 +49,14 @@ def _generate(customers: int, seed: int) -> dict:
 
     from siyu.demo.stream import DemoStream
 
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # a shell's `&` starts us ignoring it
     t0 = time.monotonic()
     stream = DemoStream(customers, seed, datetime.fromisoformat(END))
     drawn = time.monotonic() - t0
     messages = sessions_done = 0
     done = True
     try:
-        for batch, progress in stream.batches(10_000):
+        for batch, progress in stream.batches():
             messages += len(batch)
             sessions_done = progress.sessions_done
     except KeyboardInterrupt:
@@ -118,20 +119,37 @@ def _demo(customers: int, seed: int, stages: bool) -> dict:
     from siyu.analytics.engine import get_store
     from siyu.demo.build import build_demo
 
+    interrupted = []
+
+    def stop(signum, frame):
+        interrupted.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGINT, stop)
     t0 = time.monotonic()
     try:
         result = build_demo(customers, seed, progress=True, end=datetime.fromisoformat(END))
         done = True
-    except KeyboardInterrupt:
+    except BaseException:
+        if not interrupted:  # a real failure, not --limit
+            raise
+        # DuckDB may turn the interrupt into its own exception; the count of stored events stands.
         result, done = {"messages": get_store().counts()["events"]}, False
     self_usage = resource.getrusage(resource.RUSAGE_SELF)
+    from siyu.demo.build import default_workers
+
     return {"result": result, "done": done, "elapsed_s": time.monotonic() - t0, "stages": timer.seconds,
+            "workers": default_workers(customers),
             "main_cpu_s": self_usage.ru_utime + self_usage.ru_stime, "main_peak_rss": self_usage.ru_maxrss * 1024}
 
 
 # -- the harness ----------------------------------------------------------------------------------
-def _tree_rss(root: int) -> int:
-    """Resident bytes of ``root`` and all its descendants, now."""
+def _tree_memory(root: int) -> int:
+    """Proportional set size (shared pages split between sharers) of ``root`` and its descendants.
+
+    Forked generator workers share the drawn brand copy-on-write; summing RSS
+    would count those pages once per process.
+    """
     parents: dict[int, int] = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -150,8 +168,8 @@ def _tree_rss(root: int) -> int:
     total = 0
     for pid in tree:
         try:
-            for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-                if line.startswith("VmRSS:"):
+            for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+                if line.startswith("Pss:"):
                     total += int(line.split()[1]) * 1024
         except OSError:
             continue
@@ -167,7 +185,7 @@ def _measure(args: list[str], env: dict[str, str], limit: float | None) -> dict:
 
     def sample() -> None:
         while not stop.is_set():
-            peak[0] = max(peak[0], _tree_rss(proc.pid))
+            peak[0] = max(peak[0], _tree_memory(proc.pid))
             stop.wait(1.0)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -201,11 +219,11 @@ def _report(customers: int, base: dict, demo: dict) -> None:
     print(f"  generator alone (draw {b['draw_s']}s + render + parse, 1 process): {b['messages']:,} messages in"
           f" {base['wall_s']:.1f}s = {b['messages'] / base['wall_s']:,.0f}/s, CPU {base['cpu_s']:.0f}s,"
           f" peak RSS {_gib(base['max_process_rss'])}{'' if b['done'] else '  (stopped at --limit)'}")
-    print(f"  siyu demo (generate, ingest via pipeline.process): {ingested:,} messages in"
+    print(f"  siyu demo ({d['workers']} generator process(es), ingest via pipeline.process): {ingested:,} messages in"
           f" {demo['wall_s']:.1f}s = {ingested / demo['wall_s']:,.0f}/s, CPU {demo['cpu_s']:.0f}s"
           f" (ingesting process {d['main_cpu_s']:.0f}s){'' if d['done'] else '  (stopped at --limit)'}")
     print(f"  peak RSS: ingesting process {_gib(d['main_peak_rss'])}, largest process {_gib(demo['max_process_rss'])},"
-          f" whole process tree (sampled each second) {_gib(demo['tree_peak_rss'])}")
+          f" whole process tree (PSS, sampled each second) {_gib(demo['tree_peak_rss'])}")
     base_rate, demo_rate = b["messages"] / base["wall_s"], ingested / demo["wall_s"]
     print(f"  ratio demo / generator alone (time per message): {base_rate / max(demo_rate, 1e-9):.2f}x")
     projected = demo["wall_s"] if d["done"] else demo["wall_s"] * total / max(ingested, 1)
