@@ -204,6 +204,14 @@ def cmd_openapi(args: argparse.Namespace) -> None:
 
 
 # -- parser ------------------------------------------------------------------
+class _Parser(argparse.ArgumentParser):
+    """argparse that also reports bad arguments as JSON when ``--json`` was asked for."""
+
+    def error(self, message: str):  # type: ignore[override]
+        if "--json" in sys.argv[1:]:
+            print(json.dumps({"error": f"{self.prog}: {message}"}, ensure_ascii=False))
+        super().error(message)
+
 def _non_negative(text: str) -> int:
     try:
         value = int(text)
@@ -218,7 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     from siyu.accounts.roles import ROLES
     from siyu.customers.models import IdentityKind
 
-    p = argparse.ArgumentParser(prog="siyu", description="siyu: private-domain customer operations platform.")
+    p = _Parser(prog="siyu", description="siyu: private-domain customer operations platform.")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def add(name: str, func: Callable, help_: str, parent=sub, json_flag: bool = True) -> argparse.ArgumentParser:
