@@ -24,13 +24,23 @@ def _setup() -> None:
 
 def ensure_migrated() -> None:
     """Apply pending migrations (cheap when there are none): every command works on a fresh folder."""
+    import fcntl
+
     from django.core.management import call_command
     from django.db import connection
     from django.db.migrations.executor import MigrationExecutor
 
+    from siyu.conf import data_dir
+
     executor = MigrationExecutor(connection)
-    if executor.migration_plan(executor.loader.graph.leaf_nodes()):
-        call_command("migrate", verbosity=0, interactive=False)
+    if not executor.migration_plan(executor.loader.graph.leaf_nodes()):
+        return
+    # Two commands started together on a fresh folder must not both create tables.
+    with open(data_dir() / ".migrate.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        executor = MigrationExecutor(connection)
+        if executor.migration_plan(executor.loader.graph.leaf_nodes()):
+            call_command("migrate", verbosity=0, interactive=False)
 
 
 def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str] | None = None) -> None:

@@ -20,7 +20,7 @@ def data_dir() -> Path:
     path = Path(os.environ.get("SIYU_DATA_DIR") or Path.cwd() / "siyu-data").resolve()
     if not path.exists():
         # The folder holds personal data (encrypted) and its keys: owner-only.
-        path.mkdir(parents=True, mode=0o700)
+        path.mkdir(parents=True, mode=0o700, exist_ok=True)
     return path
 
 
@@ -34,11 +34,22 @@ def _secret_from_file(env_name: str, file_name: str, nbytes: int) -> str:
     if value:
         return value
     path = data_dir() / file_name
-    if path.exists():
-        return path.read_text().strip()
     value = secrets.token_urlsafe(nbytes)
-    path.write_text(value + "\n")
-    path.chmod(0o600)
+    try:
+        # O_EXCL: when two processes start on a fresh folder, exactly one key wins
+        # and both use it (two keys would hash the same phone two ways).
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        for _ in range(50):  # the winner may still be writing it
+            text = path.read_text().strip()
+            if text:
+                return text
+            import time
+
+            time.sleep(0.01)
+        raise RuntimeError(f"{path} is empty; delete it or set {env_name}") from None
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value + "\n")
     return value
 
 

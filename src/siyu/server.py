@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import logging
 
 from waitress import serve as waitress_serve
@@ -29,6 +30,10 @@ def serve(host: str, port: int, threads: int = 16) -> None:
 
     call_command("collectstatic", interactive=False, verbosity=0)
     prepare()
+    # Long-lived caches (dedupe window, identity cache) would otherwise be rescanned
+    # by every collection; measured: ~25% of ingest CPU per message in the demo.
+    gc.freeze()
+    gc.set_threshold(50_000, 20, 20)
     get_writer().start()  # also syncs what other processes record while the server is idle
     print(f"siyu is serving on http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
     waitress_serve(application, host=host, port=port, threads=threads, ident="siyu",
