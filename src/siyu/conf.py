@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import time
 from pathlib import Path
 
 
@@ -44,8 +45,6 @@ def _secret_from_file(env_name: str, file_name: str, nbytes: int) -> str:
             text = path.read_text().strip()
             if text:
                 return text
-            import time
-
             time.sleep(0.01)
         raise RuntimeError(f"{path} is empty; delete it or set {env_name}") from None
     with os.fdopen(fd, "w") as fh:

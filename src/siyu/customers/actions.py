@@ -1,4 +1,4 @@
-"""State changes on customers that people make: resolving refused merges, editing traits."""
+"""State changes on customers that people make: resolving refused merges."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from django.db import transaction
 
 from siyu.accounts.actor import Actor
 from siyu.customers.identity import merge_persons
-from siyu.customers.models import MergeConflict, Person
+from siyu.customers.models import MergeConflict
 from siyu.privacy.actions import audit
 
 
@@ -27,11 +27,3 @@ def resolve_conflict(actor: Actor, conflict: MergeConflict, action: str) -> Merg
         audit(actor, "change", "merge_conflict", conflict.pk, op=action)
     return conflict
 
-
-def set_traits(actor: Actor, person: Person, traits: dict) -> Person:
-    with transaction.atomic():
-        person = Person.objects.select_for_update().get(pk=person.pk)
-        person.traits = {**person.traits, **traits}
-        person.save(update_fields=["traits"])
-        audit(actor, "change", "person", person.pk, op="set_traits", keys=sorted(traits))
-    return person
