@@ -111,6 +111,10 @@ CSRF_COOKIE_HTTPONLY = False
 
 # siyu's own settings (documented in docs/settings.md; a test keeps the two in step).
 SIYU_EVENT_STORE = os.environ.get("SIYU_EVENT_STORE") or str(DATA_DIR / "events.duckdb")
+# Where analytics queries run: "duckdb" (the embedded event store) or "spark".
+SIYU_ANALYTICS_ENGINE = os.environ.get("SIYU_ANALYTICS_ENGINE", "duckdb")
+SIYU_SPARK_MASTER = os.environ.get("SIYU_SPARK_MASTER", "local[2]")
+SIYU_SPARK_DATA = os.environ.get("SIYU_SPARK_DATA", "")
 SIYU_CURRENCY = os.environ.get("SIYU_CURRENCY", "CNY")
 SIYU_DEFAULT_REGION = os.environ.get("SIYU_DEFAULT_REGION", "CN")
 SIYU_INGEST_SYNC = os.environ.get("SIYU_INGEST_SYNC", "") == "1"

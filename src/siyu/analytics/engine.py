@@ -8,6 +8,7 @@ store through rerunnable syncs that remember how far they got (``sync_state``).
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
 from collections.abc import Iterable, Sequence
@@ -44,6 +45,23 @@ EVENT_COLUMNS: tuple[tuple[str, str, pa.DataType], ...] = (
 )
 _COLUMN_NAMES = ", ".join(name for name, _sql, _arrow in EVENT_COLUMNS)
 
+# Non-personal attributes of each surviving person, copied from the operational
+# database by ``sync.sync_persons`` so queries can filter and break down by them.
+PERSON_COLUMNS: tuple[tuple[str, str, pa.DataType], ...] = (
+    ("person_id", "BIGINT", pa.int64()),
+    ("first_seen", "TIMESTAMPTZ", pa.timestamp("us", tz="UTC")),
+    ("acquisition_channel", "VARCHAR", pa.string()),
+    ("first_store", "VARCHAR", pa.string()),
+    ("first_utm_source", "VARCHAR", pa.string()),
+    ("first_qr_scene", "VARCHAR", pa.string()),
+    ("gender", "VARCHAR", pa.string()),
+    ("birth_year", "INTEGER", pa.int32()),
+    ("city", "VARCHAR", pa.string()),
+    ("referrer_id", "BIGINT", pa.int64()),
+    ("order_count", "INTEGER", pa.int32()),
+    ("total_spend", "DECIMAL(18,2)", pa.decimal128(18, 2)),
+)
+
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS events ("
     + ", ".join(f"{name} {sql}" for name, sql, _a in EVENT_COLUMNS)
@@ -51,12 +69,37 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS person_overrides (old_person_id BIGINT PRIMARY KEY,"
     " person_id BIGINT NOT NULL, merged_at TIMESTAMPTZ)",
     "CREATE TABLE IF NOT EXISTS sync_state (name VARCHAR PRIMARY KEY, position BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS persons ("
+    + ", ".join(f"{name} {sql}" for name, sql, _a in PERSON_COLUMNS)
+    + ")",
 ]
+
+
+def analytics_views(tz: str) -> list[str]:
+    """The two relations every analytics query reads (``analytics.engines``).
+
+    ``analytics_events`` applies person overrides (a merged person's events count
+    for the survivor) and adds ``local_ts``: the event time on the brand's wall
+    clock, which decides what "a day" is in every metric.
+    """
+    tz = tz.replace("'", "")
+    return [
+        "CREATE OR REPLACE VIEW analytics_events AS SELECT e.uuid, e.type, e.event,"
+        " coalesce(o.person_id, e.person_id) AS person_id, e.timestamp,"
+        f" timezone('{tz}', e.timestamp) AS local_ts, e.source_id, e.channel, e.utm_source, e.utm_medium,"
+        " e.utm_campaign, e.store, e.qr_scene, e.order_id, e.revenue, e.properties"
+        " FROM events e LEFT JOIN person_overrides o ON o.old_person_id = e.person_id",
+        "CREATE OR REPLACE VIEW analytics_persons AS SELECT *,"
+        f" CAST(timezone('{tz}', first_seen) AS DATE) AS first_seen_date FROM persons",
+    ]
 
 
 _SET_POSITION = (
     "INSERT INTO sync_state VALUES (?, ?) ON CONFLICT (name) DO UPDATE SET position = excluded.position"
 )
+
+
+_OPENINGS = itertools.count(1)
 
 
 class EventStoreBusy(RuntimeError):
@@ -102,8 +145,11 @@ class EventStore:
                 f"the event store {self.path} is in use by another siyu process "
                 "(stop `siyu serve` or send the data through its API)"
             ) from exc
-        for stmt in SCHEMA:
+        for stmt in SCHEMA + analytics_views(settings.TIME_ZONE):
             self._con.execute(stmt)
+        # Cached query answers are valid for one (opening, generation): every write bumps it.
+        self.opening = next(_OPENINGS)
+        self.generation = 0
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._con.cursor()
@@ -137,6 +183,7 @@ class EventStore:
                 raise
             finally:
                 cur.unregister("_incoming")
+            self.generation += 1
 
     def apply_overrides(self, pairs: Iterable[tuple[int, int, datetime]]) -> None:
         """Record merged -> surviving person, keeping every chain one hop long."""
@@ -151,6 +198,37 @@ class EventStore:
                     [old, new, at],
                 )
             cur.execute("COMMIT")
+            self.generation += 1
+
+    def replace_persons(self, table: pa.Table) -> None:
+        """Swap in a new copy of the persons table (``sync.sync_persons``)."""
+        with self._lock:
+            cur = self._con.cursor()
+            cur.register("_persons", table)
+            try:
+                cur.execute("BEGIN")
+                cur.execute("DELETE FROM persons")
+                cur.execute("INSERT INTO persons SELECT * FROM _persons")
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            finally:
+                cur.unregister("_persons")
+            self.generation += 1
+
+    def export_parquet(self, directory: str | Path) -> dict[str, int]:
+        """Write what analytics read to ``events.parquet`` and ``persons.parquet`` (for Spark)."""
+        out = Path(directory)
+        out.mkdir(parents=True, exist_ok=True)
+        counts = {}
+        cur = self.cursor()
+        for name, sql in (("events", "SELECT * EXCLUDE (local_ts) FROM analytics_events"),
+                          ("persons", "SELECT * EXCLUDE (first_seen_date) FROM analytics_persons")):
+            target = str(out / f"{name}.parquet").replace("'", "''")
+            cur.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)")
+            counts[name] = cur.execute(f"SELECT count(*) FROM '{target}'").fetchone()[0]
+        return counts
 
     def get_position(self, name: str) -> int:
         row = self.cursor().execute("SELECT position FROM sync_state WHERE name = ?", [name]).fetchone()

@@ -8,10 +8,18 @@ in the same transaction as the position that says they were written.
 from __future__ import annotations
 
 import json
+import re
+from decimal import Decimal
 
-from siyu.analytics.engine import EventRow, EventStore, utcnow
-from siyu.customers.models import PersonMerge
+import pyarrow as pa
+from django.db.models import Count, Max
+
+from siyu.analytics.engine import PERSON_COLUMNS, EventRow, EventStore, utcnow
+from siyu.customers.models import Person, PersonMerge
+from siyu.customers.profile import normalise_gender
 from siyu.orders.models import Order
+
+_YEAR = re.compile(r"(19|20)\d\d")
 
 
 def sync_overrides(store: EventStore) -> int:
@@ -49,5 +57,54 @@ def sync_imported_orders(store: EventStore, batch: int = 10_000) -> int:
         total += len(orders)
 
 
+def persons_signature() -> tuple:
+    """Changes whenever a person is created, merged or seen again."""
+    agg = Person.objects.aggregate(n=Count("id"), top=Max("id"), seen=Max("last_seen"))
+    return (agg["n"], agg["top"], agg["seen"].isoformat() if agg["seen"] else None)
+
+
+def sync_persons(store: EventStore, *, force: bool = False, chunk: int = 50_000) -> int:
+    """Replace the event store's copy of the persons' non-personal attributes.
+
+    A full copy (1 000 000 persons take a few seconds), skipped when nothing
+    changed since the last one. Returns how many persons were copied (0 when skipped).
+    """
+    signature = persons_signature()
+    if not force and getattr(store, "_persons_signature", None) == signature:
+        return 0
+    columns: dict[str, list] = {name: [] for name, _sql, _arrow in PERSON_COLUMNS}
+    rows = (Person.objects.filter(merged_into__isnull=True)
+            .values_list("pk", "first_seen", "created_at", "acquisition_channel", "first_touch", "traits",
+                         "referrer_id", "order_count", "total_spend")
+            .order_by("pk"))
+    for pk, first_seen, created, channel, touch, traits, referrer, n_orders, spend in rows.iterator(chunk):
+        touch, traits = touch or {}, traits or {}
+        for name, value in (
+            ("person_id", pk), ("first_seen", first_seen or created), ("acquisition_channel", channel or None),
+            ("first_store", touch.get("store")), ("first_utm_source", touch.get("utm_source")),
+            ("first_qr_scene", touch.get("qr_scene")), ("gender", normalise_gender(traits.get("gender"))),
+            ("birth_year", _birth_year(traits)), ("city", _text(traits.get("city"))),
+            ("referrer_id", referrer), ("order_count", n_orders), ("total_spend", Decimal(spend)),
+        ):
+            columns[name].append(value)
+    table = pa.table({name: pa.array(columns[name], type=arrow) for name, _sql, arrow in PERSON_COLUMNS})
+    store.replace_persons(table)
+    store._persons_signature = signature
+    return table.num_rows
+
+
+def _birth_year(traits: dict) -> int | None:
+    for key in ("birthday", "birth_date", "birthdate", "birth_year"):
+        match = _YEAR.search(str(traits.get(key) or ""))
+        if match:
+            return int(match.group(0))
+    return None
+
+
+def _text(value) -> str | None:
+    return str(value)[:64] if value not in (None, "") else None
+
+
 def sync_all(store: EventStore) -> dict[str, int]:
-    return {"overrides": sync_overrides(store), "imported_orders": sync_imported_orders(store)}
+    return {"overrides": sync_overrides(store), "imported_orders": sync_imported_orders(store),
+            "persons": sync_persons(store)}

@@ -14,7 +14,8 @@ shape: a personal basket size ~ Gamma, items per order ~ 1 + Poisson(basket).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime, timedelta
 
 import numpy as np
@@ -46,6 +47,30 @@ class Params:
     browse_per_purchase: float = 2.6
     checkin_share: float = 0.3  # mini-program members who check in for points
     conflict_rate: float = 0.002  # POS orders where the cashier typed someone else's phone
+    prospects: float = 0.0  # share of visitors who come once and never sign up (the long tail)
+
+    @classmethod
+    def for_customers(cls, n: int) -> Params:
+        """The parameters of a brand of ``n`` customers: larger brands have a longer tail.
+
+        Up to ``FULL_ACTIVITY_UP_TO`` customers every customer behaves as the defaults say
+        (about 50 messages each). Beyond it, with x = log(n / 20 000) / log(50) (0 at
+        20 000, 1 at 1 000 000), browsing and check-ins fall to ``0.1^x`` of the default,
+        the mean purchase rate to ``0.5^x``, and a share ``0.5 x`` of the visitors who arrive
+        by visiting are prospects who never sign up: 20 000 customers send about 1 million
+        messages, 1 000 000 about 10 million. Orders still follow the same BG/NBD process.
+        """
+        p = cls()
+        if n <= FULL_ACTIVITY_UP_TO:
+            return p
+        x = min(1.0, math.log(n / FULL_ACTIVITY_UP_TO) / math.log(50))
+        browse = 0.1**x
+        return replace(p, rate_mean=p.rate_mean * 0.5**x, browse_base=p.browse_base * browse,
+                       browse_per_purchase=p.browse_per_purchase * browse,
+                       checkin_share=p.checkin_share * browse, prospects=0.5 * x)
+
+
+FULL_ACTIVITY_UP_TO = 20_000  # customers; larger demo brands have a longer tail of lighter customers
 
 
 @dataclass
@@ -226,6 +251,9 @@ def _memberships(rng: np.random.Generator, c: Customers, w: Window, p: Params) -
     oa = c.channel == brand.CHANNEL_INDEX["wechat_oa"]
     c.follow_t[oa] = c.acq_t[oa]
     joins = rng.random(n) < np.array(p.signup)[c.channel]
+    if p.prospects > 0:  # drawn only then, so smaller brands keep their exact draws
+        visits = ~c.voucher & (plat != "delivery") & ~oa
+        joins &= ~(visits & (rng.random(n) < p.prospects / max(visits.mean(), 1e-9)))
     now = (rng.random(n) < p.signup_now) & ~c.voucher & (plat != "delivery") & ~oa
     later_days = np.where(plat == "delivery", 25.0, np.where(c.voucher, 20.0, 5.0))
     later = c.acq_t + HOUR + (rng.exponential(later_days) * DAY).astype(np.int64)

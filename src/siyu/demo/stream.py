@@ -63,7 +63,7 @@ class DemoStream:
 
     def __init__(self, customers: int, seed: int, end: datetime, params: population.Params | None = None,
                  chunk_sessions: int = CHUNK_SESSIONS) -> None:
-        self.params = params or population.Params()
+        self.params = params or population.Params.for_customers(customers)
         rng = np.random.default_rng(seed)
         self.window = population.Window.ending(end, self.params.days)
         self.customers = population.customers(rng, customers, self.window, self.params)
