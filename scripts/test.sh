@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install everything the tests need (Python packages from the lock file, Chromium,
-# PostgreSQL) and run the whole suite: once on SQLite, once on PostgreSQL.
+# PostgreSQL, Java for Spark) and run the whole suite: once on SQLite (every analytics
+# test on DuckDB and on Spark in local mode), once on PostgreSQL.
 # Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,12 +11,13 @@ SUDO=""
 need=()
 [ -x /usr/bin/chromium ] || need+=(chromium)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
+command -v java >/dev/null 2>&1 || need+=(default-jre-headless)  # Apache Spark (analytics on Spark)
 if [ ${#need[@]} -gt 0 ]; then
   echo "installing ${need[*]} from Debian…" >&2
   $SUDO apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}" >/dev/null
 fi
-scripts/bootstrap.sh --extra test
+scripts/bootstrap.sh --extra test --extra spark
 
 # A throwaway PostgreSQL server on a private port, stopped on exit.
 PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
@@ -35,4 +37,4 @@ SIYU_DATA_DIR=$(mktemp -d) .venv/bin/python -m django makemigrations --check --d
 echo "== test suite on SQLite ==" >&2
 .venv/bin/python -m pytest "$@"
 echo "== test suite on PostgreSQL ==" >&2
-DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/siyu" .venv/bin/python -m pytest -m "not browser" "$@"
+DATABASE_URL="postgres://postgres@127.0.0.1:$PGPORT/siyu" .venv/bin/python -m pytest -m "not browser and not spark" "$@"

@@ -22,11 +22,19 @@ api = NinjaAPI(
 
 @api.exception_handler(ValidationError)
 def validation_error(request: HttpRequest, exc: ValidationError):
-    errors = [
-        {"field": ".".join(str(p) for p in e.get("loc", [])), "reason": e.get("msg", "invalid")}
-        for e in exc.errors
-    ]
+    errors = [{"field": _field(e), "reason": e.get("msg", "invalid")} for e in exc.errors]
     return api.create_response(request, {"error": "invalid request", "errors": errors}, status=422)
+
+
+def _field(error: dict) -> str:
+    """Where the error is, as a dotted path: ``query.kind``, ``body.trends.interval`` (a body
+    that is one of several typed queries names the one its ``kind`` chose)."""
+    loc = [str(p) for p in error.get("loc", [])]
+    if loc[:2] == ["body", "body"]:  # a body parameter named ``body``
+        loc = loc[1:]
+    if error.get("type") == "union_tag_invalid":
+        loc.append("kind")
+    return ".".join(loc)
 
 
 @api.exception_handler(AuthenticationError)
@@ -49,6 +57,7 @@ def require(request: HttpRequest, perm: str) -> None:
 
 def _mount() -> None:
     from siyu.accounts.api import router as accounts_router
+    from siyu.analytics.api import router as analytics_router
     from siyu.customers.api import router as customers_router
     from siyu.imports.api import router as imports_router
     from siyu.ingest.api import router as ingest_router
@@ -56,6 +65,7 @@ def _mount() -> None:
     api.add_router("/v1/customers", customers_router)
     api.add_router("/v1/sources", ingest_router)
     api.add_router("/v1/imports", imports_router)
+    api.add_router("/v1/analytics", analytics_router)
     api.add_router("/v1", accounts_router)
 
 

@@ -200,6 +200,64 @@ def cmd_token_create(args: argparse.Namespace) -> None:
          lambda d: f"token for {d['username']}: {d['token']}\n(shown once; store it now)")
 
 
+# -- analytics ---------------------------------------------------------------
+def cmd_query(args: argparse.Namespace) -> None:
+    from siyu.analytics import sync
+    from siyu.analytics.engine import EventStoreBusy, get_store
+    from siyu.analytics.queries import QueryError, run_query
+
+    try:
+        body = json.loads(args.query) if args.query else {}
+    except json.JSONDecodeError as exc:
+        raise CliError(f"--query is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(body, dict):
+        raise CliError("--query must be a JSON object")
+    body = {**body, "kind": args.kind} if "kind" not in body else body
+    if body["kind"] != args.kind:
+        raise CliError(f"the body's kind {body['kind']!r} differs from the command's {args.kind!r}")
+    try:
+        sync.sync_all(get_store())  # this process owns the store now: bring in what others recorded
+        result = run_query(body)
+    except QueryError as exc:
+        if args.json:
+            print(json.dumps({"error": "invalid query", "errors": exc.errors}, ensure_ascii=False, indent=2))
+            sys.exit(2)
+        raise CliError(f"invalid query: {exc}") from None
+    except EventStoreBusy as exc:
+        raise CliError(f"{exc}; ask the running server instead: POST /api/v1/analytics/query") from None
+    emit(args, result.model_dump(mode="json"))
+
+
+def cmd_analytics_export(args: argparse.Namespace) -> None:
+    from siyu.analytics import sync
+    from siyu.analytics.engine import EventStoreBusy, get_store
+
+    try:
+        store = get_store()
+    except EventStoreBusy as exc:
+        raise CliError(str(exc)) from None
+    sync.sync_all(store)
+    counts = store.export_parquet(args.directory)
+    emit(args, {"directory": args.directory, **counts},
+         lambda d: f"wrote {d['events']:,} events and {d['persons']:,} persons to {d['directory']}")
+
+
+def _query_help(kind: str) -> str:
+    from siyu.analytics.queries import REGISTRY
+
+    runner = REGISTRY[kind]
+    schema = runner.query_model.model_json_schema()
+    lines = [f"Run a {kind} query and print the answer (the same body and answer as"
+             " POST /api/v1/analytics/query; definitions in docs/analytics.md).", "", "body fields:"]
+    for name, spec in schema.get("properties", {}).items():
+        if name == "kind":
+            continue
+        lines.append(f"  {name}: {spec.get('description') or spec.get('title', '')}")
+    example = json.dumps(runner.example, ensure_ascii=False)
+    lines += ["", "example:", f"  siyu query {kind} --query '{example}' --json"]
+    return "\n".join(lines)
+
+
 # -- developer tools ---------------------------------------------------------
 def cmd_openapi(args: argparse.Namespace) -> None:
     from pathlib import Path
@@ -296,6 +354,21 @@ def build_parser() -> argparse.ArgumentParser:
     tc = add("create", cmd_token_create, "Create an API token for a user.", parent=token)
     tc.add_argument("username")
     tc.add_argument("--name", default="cli")
+
+    from siyu.analytics.queries import kinds as query_kinds
+
+    qp = sub.add_parser("query", help="Run an analytics query (trends, retention, funnel, ...).")
+    qsub = qp.add_subparsers(dest="kind", required=True, metavar="KIND")
+    for kind in query_kinds():
+        kp = qsub.add_parser(kind, help=f"{kind} insight", description=_query_help(kind),
+                             formatter_class=argparse.RawDescriptionHelpFormatter)
+        kp.set_defaults(func=cmd_query)
+        kp.add_argument("--query", metavar="JSON", default="{}", help="the query body as JSON (see above)")
+        kp.add_argument("--json", action="store_true", help="print JSON for scripts")
+    an = sub.add_parser("analytics", help="The event store's analytics data.").add_subparsers(dest="sub",
+                                                                                             required=True)
+    ex = add("export", cmd_analytics_export, "Export events and persons as Parquet (for Spark).", parent=an)
+    ex.add_argument("directory")
 
     oa = add("openapi", cmd_openapi, "Print the REST API's OpenAPI schema (docs/openapi.json).", json_flag=False)
     oa.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")

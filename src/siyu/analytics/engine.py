@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -44,6 +44,7 @@ EVENT_COLUMNS: tuple[tuple[str, str, pa.DataType], ...] = (
     ("context", "JSON", pa.string()),
 )
 _COLUMN_NAMES = ", ".join(name for name, _sql, _arrow in EVENT_COLUMNS)
+_GENERATED = {"uuid": "CAST(uuid() AS VARCHAR)"}  # columns that ``append`` fills when not given
 
 # Non-personal attributes of each surviving person, copied from the operational
 # database by ``sync.sync_persons`` so queries can filter and break down by them.
@@ -158,23 +159,35 @@ class EventStore:
         self._con.close()
 
     # -- writes (the ingest writer thread) -----------------------------------
-    def append(self, rows: Sequence[EventRow], *, position: tuple[str, int] | None = None) -> None:
+    def append(self, rows: Sequence[EventRow] | Mapping[str, Sequence[Any]], *,
+               position: tuple[str, int] | None = None) -> None:
         """Append events in one transaction; durable when this returns.
 
+        ``rows`` is a sequence of ``EventRow`` or, on the ingestion hot path, the
+        columns themselves (name -> values, every list the same length): a column
+        left out is NULL, except ``uuid``, which DuckDB then generates.
         ``position`` (sync name, last row copied) is saved in the same transaction,
         so a sync that crashes midway neither loses nor repeats events.
         """
-        if not rows:
-            return
-        table = pa.table(
-            {name: pa.array([getattr(r, name) for r in rows], type=arrow) for name, _sql, arrow in EVENT_COLUMNS}
-        )
+        if isinstance(rows, Mapping):
+            given = [(name, arrow) for name, _sql, arrow in EVENT_COLUMNS if name in rows]
+            if not given or not len(rows[given[0][0]]):
+                return
+            table = pa.table({name: pa.array(rows[name], type=arrow) for name, arrow in given})
+        else:
+            if not rows:
+                return
+            table = pa.table(
+                {name: pa.array([getattr(r, name) for r in rows], type=arrow) for name, _sql, arrow in EVENT_COLUMNS}
+            )
+        select = ", ".join(name if name in table.column_names else _GENERATED.get(name, "NULL")
+                           for name, _sql, _arrow in EVENT_COLUMNS)
         with self._lock:
             cur = self._con.cursor()
             cur.register("_incoming", table)
             try:
                 cur.execute("BEGIN")
-                cur.execute(f"INSERT INTO events ({_COLUMN_NAMES}) SELECT {_COLUMN_NAMES} FROM _incoming")
+                cur.execute(f"INSERT INTO events ({_COLUMN_NAMES}) SELECT {select} FROM _incoming")
                 if position is not None:
                     cur.execute(_SET_POSITION, list(position))
                 cur.execute("COMMIT")
@@ -200,8 +213,9 @@ class EventStore:
             cur.execute("COMMIT")
             self.generation += 1
 
-    def replace_persons(self, table: pa.Table) -> None:
-        """Swap in a new copy of the persons table (``sync.sync_persons``)."""
+    def replace_persons(self, table: pa.Table, signature: tuple[str, int] | None = None) -> None:
+        """Swap in a new copy of the persons table (``sync.sync_persons``), remembering
+        the ``signature`` of what it copied in the same transaction."""
         with self._lock:
             cur = self._con.cursor()
             cur.register("_persons", table)
@@ -209,6 +223,8 @@ class EventStore:
                 cur.execute("BEGIN")
                 cur.execute("DELETE FROM persons")
                 cur.execute("INSERT INTO persons SELECT * FROM _persons")
+                if signature is not None:
+                    cur.execute(_SET_POSITION, list(signature))
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")

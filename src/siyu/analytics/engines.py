@@ -149,7 +149,8 @@ class SparkEngine(Engine):
             ("_siyu_persons", "SELECT * EXCLUDE (first_seen_date) FROM analytics_persons"),
         ):
             frame = cur.execute(sql).arrow().read_all().to_pandas()
-            schema = None if len(frame) else _empty_schema(cur, sql)
+            # An explicit schema: a column that is NULL in every row would otherwise become NullType.
+            schema = _empty_schema(cur, sql)
             self.session.createDataFrame(frame, schema=schema).createOrReplaceTempView(name)
         self._define_views()
 

@@ -7,6 +7,7 @@ in the same transaction as the position that says they were written.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from decimal import Decimal
@@ -57,10 +58,12 @@ def sync_imported_orders(store: EventStore, batch: int = 10_000) -> int:
         total += len(orders)
 
 
-def persons_signature() -> tuple:
+def persons_signature() -> int:
     """Changes whenever a person is created, merged or seen again."""
-    agg = Person.objects.aggregate(n=Count("id"), top=Max("id"), seen=Max("last_seen"))
-    return (agg["n"], agg["top"], agg["seen"].isoformat() if agg["seen"] else None)
+    agg = Person.objects.aggregate(n=Count("id"), top=Max("id"), seen=Max("last_seen"),
+                                   merged=Count("merged_into"))
+    text = repr((agg["n"], agg["top"], agg["merged"], agg["seen"].isoformat() if agg["seen"] else None))
+    return int.from_bytes(hashlib.sha1(text.encode()).digest()[:7], "big")
 
 
 def sync_persons(store: EventStore, *, force: bool = False, chunk: int = 50_000) -> int:
@@ -70,7 +73,7 @@ def sync_persons(store: EventStore, *, force: bool = False, chunk: int = 50_000)
     changed since the last one. Returns how many persons were copied (0 when skipped).
     """
     signature = persons_signature()
-    if not force and getattr(store, "_persons_signature", None) == signature:
+    if not force and store.get_position("persons_signature") == signature:
         return 0
     columns: dict[str, list] = {name: [] for name, _sql, _arrow in PERSON_COLUMNS}
     rows = (Person.objects.filter(merged_into__isnull=True)
@@ -88,8 +91,7 @@ def sync_persons(store: EventStore, *, force: bool = False, chunk: int = 50_000)
         ):
             columns[name].append(value)
     table = pa.table({name: pa.array(columns[name], type=arrow) for name, _sql, arrow in PERSON_COLUMNS})
-    store.replace_persons(table)
-    store._persons_signature = signature
+    store.replace_persons(table, signature=("persons_signature", signature))
     return table.num_rows
 
 

@@ -14,6 +14,7 @@ NAV = [
     ("home", _("Home"), ("customers.view_person",)),
     ("customers", _("Customers"), ("customers.view_person",)),
     ("conflicts", _("Merge conflicts"), ("customers.view_personmerge", "customers.change_mergeconflict")),
+    ("analytics", _("Analytics"), ("analytics.view_dashboard", "analytics.view_insight")),
     ("sources", _("Sources"), ("ingest.view_source",)),
     ("settings", _("Settings"), ()),
 ]

@@ -82,11 +82,7 @@ def clear_cache() -> None:
 
 def _load() -> None:
     for name in RUNNER_MODULES:
-        try:
-            importlib.import_module(f"{__name__}.{name}")
-        except ModuleNotFoundError as exc:
-            if exc.name != f"{__name__}.{name}":
-                raise
+        importlib.import_module(f"{__name__}.{name}")
 
 
 _load()
