@@ -74,3 +74,17 @@ def test_date_range_defaults_and_limits():
     assert q.date_range() == (date(2026, 3, 2), date(2026, 3, 31))
     with pytest.raises(ValueError, match="date_from is after date_to"):
         QueryBase(kind="x", date_from=date(2026, 4, 1), date_to=date(2026, 3, 31))
+
+
+def test_local_time_is_stored_and_follows_a_time_zone_change(settings):
+    from siyu.analytics.engine import close_store, get_store
+
+    # Given an event stored while the brand's clock is Shanghai
+    get_store().append([ev(1, "Page Viewed", "2026-01-05 23:30")])
+    read = "SELECT local_ts FROM events"
+    assert get_store().cursor().execute(read).fetchone()[0] == datetime(2026, 1, 5, 23, 30)
+    # When the brand moves its clock to UTC and the store is opened again
+    close_store()
+    settings.TIME_ZONE = "UTC"
+    # Then every stored local time is recomputed
+    assert get_store().cursor().execute(read).fetchone()[0] == datetime(2026, 1, 5, 15, 30)

@@ -73,6 +73,9 @@ SCHEMA = [
     "CREATE TABLE IF NOT EXISTS persons ("
     + ", ".join(f"{name} {sql}" for name, sql, _a in PERSON_COLUMNS)
     + ")",
+    "CREATE TABLE IF NOT EXISTS store_meta (name VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
+    # The brand-clock time of each event, filled by ``append`` (see ``analytics_views``).
+    "ALTER TABLE events ADD COLUMN IF NOT EXISTS local_ts TIMESTAMP",
 ]
 
 
@@ -80,19 +83,25 @@ def analytics_views(tz: str) -> list[str]:
     """The two relations every analytics query reads (``analytics.engines``).
 
     ``analytics_events`` applies person overrides (a merged person's events count
-    for the survivor) and adds ``local_ts``: the event time on the brand's wall
-    clock, which decides what "a day" is in every metric.
+    for the survivor) and carries ``local_ts``: the event time on the brand's wall
+    clock, which decides what "a day" is in every metric. ``local_ts`` is stored,
+    not computed per query: converting ten million timestamps with time-zone
+    rules on every query cost ten times the query itself.
     """
-    tz = tz.replace("'", "")
+    tz = _quote(tz)
     return [
         "CREATE OR REPLACE VIEW analytics_events AS SELECT e.uuid, e.type, e.event,"
         " coalesce(o.person_id, e.person_id) AS person_id, e.timestamp,"
-        f" timezone('{tz}', e.timestamp) AS local_ts, e.source_id, e.channel, e.utm_source, e.utm_medium,"
+        " e.local_ts, e.source_id, e.channel, e.utm_source, e.utm_medium,"
         " e.utm_campaign, e.store, e.qr_scene, e.order_id, e.revenue, e.properties"
         " FROM events e LEFT JOIN person_overrides o ON o.old_person_id = e.person_id",
         "CREATE OR REPLACE VIEW analytics_persons AS SELECT *,"
         f" CAST(timezone('{tz}', first_seen) AS DATE) AS first_seen_date FROM persons",
     ]
+
+
+def _quote(tz: str) -> str:
+    return tz.replace("'", "")
 
 
 _SET_POSITION = (
@@ -146,11 +155,26 @@ class EventStore:
                 f"the event store {self.path} is in use by another siyu process "
                 "(stop `siyu serve` or send the data through its API)"
             ) from exc
-        for stmt in SCHEMA + analytics_views(settings.TIME_ZONE):
+        self.tz = _quote(settings.TIME_ZONE)
+        for stmt in SCHEMA:
+            self._con.execute(stmt)
+        self._fill_local_time()
+        for stmt in analytics_views(self.tz):
             self._con.execute(stmt)
         # Cached query answers are valid for one (opening, generation): every write bumps it.
         self.opening = next(_OPENINGS)
         self.generation = 0
+
+    def _fill_local_time(self) -> None:
+        """Compute ``local_ts`` where missing, or everywhere when the brand's time zone changed."""
+        cur = self._con.cursor()
+        row = cur.execute("SELECT value FROM store_meta WHERE name = 'time_zone'").fetchone()
+        where = "" if row is not None and row[0] != self.tz else " WHERE local_ts IS NULL"
+        cur.execute("BEGIN")
+        cur.execute(f"UPDATE events SET local_ts = timezone('{self.tz}', timestamp){where}")
+        cur.execute("INSERT INTO store_meta VALUES ('time_zone', ?) ON CONFLICT (name)"
+                    " DO UPDATE SET value = excluded.value", [self.tz])
+        cur.execute("COMMIT")
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
         return self._con.cursor()
@@ -187,7 +211,8 @@ class EventStore:
             cur.register("_incoming", table)
             try:
                 cur.execute("BEGIN")
-                cur.execute(f"INSERT INTO events ({_COLUMN_NAMES}) SELECT {select} FROM _incoming")
+                cur.execute(f"INSERT INTO events ({_COLUMN_NAMES}, local_ts)"
+                            f" SELECT {select}, timezone('{self.tz}', timestamp) FROM _incoming")
                 if position is not None:
                     cur.execute(_SET_POSITION, list(position))
                 cur.execute("COMMIT")

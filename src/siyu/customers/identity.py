@@ -19,7 +19,8 @@ Rules (ARCHITECTURE.md, "Identity resolution"):
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,6 +43,8 @@ _NORMALISERS = {
     IdentityKind.EMAIL: crypto.normalise_email,
 }
 MAX_ID_LENGTH = 200
+_STRONG_SQL = ("SELECT kind, value_hash FROM customers_identity WHERE person_id = %s"
+               f" AND kind IN ({', '.join(['%s'] * len(STRONG_KINDS))})")
 _KINDS = frozenset(IdentityKind.values)
 
 
@@ -135,25 +138,50 @@ class _NewPerson:
 
 
 class IdentityCache:
-    """Process-wide LRU of (kind, hash) -> person id; only committed facts go in."""
+    """Process-wide cache of (kind, hash) -> person id; only committed facts go in.
+
+    Compact, because at a million customers it holds millions of ids: the key is
+    the first 96 bits of the keyed hash as an int (the hash already covers the
+    kind), and two generations of plain dicts stand in for an LRU: entries go to
+    the young one, a hit in the old one is copied back, and when the young one
+    holds half the limit it becomes the old one (the old one is dropped).
+    """
 
     def __init__(self, limit: int = 2_000_000) -> None:
-        self._data: OrderedDict[tuple[str, str], int] = OrderedDict()
+        self._young: dict[int, int] = {}
+        self._old: dict[int, int] = {}
         self._limit = limit
         self._lock = threading.Lock()
 
+    @staticmethod
+    def compact(key: tuple[str, str]) -> int | tuple[str, str]:
+        try:
+            return int(key[1][:24], 16)
+        except ValueError:  # not a lookup hash (never produced by crypto.lookup_hash)
+            return key
+
     def get(self, key: tuple[str, str]) -> int | None:
-        return self._data.get(key)
+        k = self.compact(key)
+        hit = self._young.get(k)
+        if hit is None:
+            hit = self._old.get(k)
+            if hit is not None:
+                self._young[k] = hit
+        return hit
 
     def update(self, entries: dict[tuple[str, str], int]) -> None:
+        compact = self.compact
         with self._lock:
-            self._data.update(entries)
-            while len(self._data) > self._limit:
-                self._data.popitem(last=False)
+            self._young.update((compact(k), v) for k, v in entries.items())
+            if len(self._young) >= self._limit // 2:
+                self._old, self._young = self._young, {}
+
+    def __len__(self) -> int:
+        return len(self._young) + len(self._old)
 
     def clear(self) -> None:
         with self._lock:
-            self._data.clear()
+            self._young, self._old = {}, {}
 
 
 CACHE = IdentityCache()
@@ -174,10 +202,29 @@ class Resolver:
         self._conflicts_found: list[tuple] = []
 
     # -- public --------------------------------------------------------------
-    def resolve(self, claim_lists: list[list[Claim]], evidence: list[dict]) -> list[int]:
-        """Return the person id for each claim list (must run inside ``atomic``)."""
+    def resolve(self, claim_lists: list[list[Claim]], evidence: Sequence[dict] | Callable[[int], dict]) -> list[int]:
+        """Return the person id for each claim list (must run inside ``atomic``).
+
+        ``evidence`` is one dict per claim list, or a function of the list's index
+        that builds it (only claim lists that link or create persons need one).
+        """
         self._prefetch([c for claims in claim_lists for c in claims])
-        targets = [self._resolve_one(claims, ev) for claims, ev in zip(claim_lists, evidence, strict=True)]
+        evidence_of = evidence if callable(evidence) else evidence.__getitem__
+        if not callable(evidence) and len(evidence) != len(claim_lists):
+            raise ValueError("one evidence dict per claim list")
+        owner = self._owner
+        targets: list[int | _NewPerson] = []
+        for i, claims in enumerate(claim_lists):
+            # Fast path, the usual case: every id is known and names the same saved person.
+            # The rules below would return that person and change nothing.
+            person = None
+            for claim in claims:
+                p = owner.get(claim.key)
+                if p is None or p.__class__ is not int or (person is not None and p != person):
+                    person = None
+                    break
+                person = p
+            targets.append(person if person is not None else self._resolve_one(claims, evidence_of(i)))
         self._flush()
         return [self._final_id(t) for t in targets]
 
@@ -232,9 +279,10 @@ class Resolver:
             return out
         if person not in self._strong:
             out = defaultdict(set)
-            rows = Identity.objects.filter(person_id=person, kind__in=STRONG_KINDS)
-            for kind, h in rows.values_list("kind", "value_hash"):
-                out[kind].add(h)
+            with connection.cursor() as cur:  # plain SQL: this runs for every person a message links
+                cur.execute(_STRONG_SQL, [person, *STRONG_KINDS])
+                for kind, h in cur.fetchall():
+                    out[kind].add(h)
             self._strong[person] = out
         return self._strong[person]
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -108,12 +107,76 @@ def apply_updates(updates: Iterable[ProfileUpdate]) -> None:
     updated with SQL that keeps the earliest/latest values, without reading them.
     Persons whose traits or personal data change are read, changed and written.
     """
-    by_person: dict[int, list[ProfileUpdate]] = defaultdict(list)
+    fold = ProfileFold()
     for update in updates:
-        by_person[update.person_id].append(update)
-    rich = {pid for pid, us in by_person.items() if any(_is_rich(u) for u in us)}
-    _apply_rich({pid: by_person[pid] for pid in rich})
-    _apply_seen([us for pid, us in by_person.items() if pid not in rich])
+        fold.add(update)
+    fold.apply()
+
+
+class ProfileFold:
+    """A batch's profile updates folded per person, then written with one statement per person.
+
+    ``seen`` records a message that only says "seen at T, from there" without
+    building a ``ProfileUpdate``; ``add`` takes any update. A person with at least
+    one rich update (traits, personal data) gets all of its updates applied in
+    order on the loaded row; every other person gets one monotone UPDATE with the
+    earliest/latest seen and touch of the batch — the same result as applying the
+    updates one by one: first values keep the earliest (the first of equals), last
+    values the latest (the last of equals).
+    """
+
+    def __init__(self) -> None:
+        # person -> [first seen, last seen, first touch at, first touch, last touch at, last touch]
+        self._seen: dict[int, list] = {}
+        self._updates: dict[int, list[ProfileUpdate]] = {}  # persons with a rich update: everything, in order
+
+    def seen(self, person_id: int, at: datetime, touch: dict[str, str], touches_seen: bool = True) -> None:
+        updates = self._updates.get(person_id)
+        if updates is not None:
+            updates.append(ProfileUpdate(person_id=person_id, at=at, touch=touch, touches_seen=touches_seen))
+            return
+        s = self._seen.get(person_id)
+        if s is None:
+            self._seen[person_id] = s = [None, None, None, None, None, None]
+        if touches_seen:
+            if s[0] is None or at < s[0]:
+                s[0] = at
+            if s[1] is None or at > s[1]:
+                s[1] = at
+        if touch:
+            if s[2] is None or at < s[2]:
+                s[2], s[3] = at, touch
+            if s[4] is None or at >= s[4]:
+                s[4], s[5] = at, touch
+
+    def add(self, update: ProfileUpdate) -> None:
+        pid = update.person_id
+        updates = self._updates.get(pid)
+        if updates is not None:
+            updates.append(update)
+        elif _is_rich(update):
+            # From now on this person is read and written: replay what was folded so far first
+            # (as updates of the same effect: the earliest and latest of each kind, in order).
+            self._updates[pid] = [*self._unfold(pid), update]
+        else:
+            self.seen(pid, update.at, update.touch, update.touches_seen)
+
+    def _unfold(self, pid: int) -> list[ProfileUpdate]:
+        s = self._seen.pop(pid, None)
+        if s is None:
+            return []
+        out = []
+        for at in (s[0], s[1]):
+            if at is not None:
+                out.append(ProfileUpdate(person_id=pid, at=at))
+        if s[2] is not None:
+            out.append(ProfileUpdate(person_id=pid, at=s[2], touch=s[3], touches_seen=False))
+            out.append(ProfileUpdate(person_id=pid, at=s[4], touch=s[5], touches_seen=False))
+        return out
+
+    def apply(self) -> None:
+        _apply_rich(self._updates)
+        _apply_folded(self._seen)
 
 
 def _is_rich(u: ProfileUpdate) -> bool:
@@ -134,30 +197,30 @@ def _apply_rich(by_person: dict[int, list[ProfileUpdate]]) -> None:
     bulk_set(Person, changes)
 
 
-def _apply_seen(groups: list[list[ProfileUpdate]]) -> None:
+def _apply_folded(folded: dict[int, list]) -> None:
     """first/last seen and first/last touch, as monotone SQL updates (no read)."""
     seen_rows, touch_rows, touch_only = [], [], []
-    prep = _preparer()
-    for updates in groups:
-        pid = updates[0].person_id
-        seen = [u.at for u in updates if u.touches_seen]
-        window = (prep("first_seen", min(seen)), prep("last_seen", max(seen))) if seen else None
-        touched = [u for u in updates if u.touch]
-        touch = _touch_params(prep, min(touched, key=lambda u: u.at), max(touched, key=lambda u: u.at)) \
-            if touched else None
+    adapt_dt = connection.ops.adapt_datetimefield_value
+    adapt_json = connection.ops.adapt_json_value
+    for pid, (lo, hi, f_at, f_touch, l_at, l_touch) in folded.items():
+        window = (adapt_dt(lo), adapt_dt(hi)) if lo is not None else None
+        touch = None
+        if f_at is not None:
+            fa, la = adapt_dt(f_at), adapt_dt(l_at)
+            ft = adapt_json({**f_touch, "at": f_at.isoformat()}, None)
+            lt = adapt_json({**l_touch, "at": l_at.isoformat()}, None)
+            touch = (fa, ft, fa, f_touch.get("channel", "")[:64], fa, fa, la, lt, la, la)
         if touch and window:
-            touch_rows.append((*window, *window, *touch, pid))
+            touch_rows.append((window[0], window[0], window[1], window[1], *touch, pid))
         elif touch:
             touch_only.append((*touch, pid))
         elif window:
-            seen_rows.append((*window, *window, pid))
+            seen_rows.append((window[0], window[0], window[1], window[1], pid))
     with connection.cursor() as cur:
         if seen_rows:
-            cur.executemany(f"UPDATE customers_person SET {_SEEN_SET} WHERE id = %s",
-                            [(lo, lo, hi, hi, pid) for lo, hi, _lo, _hi, pid in seen_rows])
+            cur.executemany(f"UPDATE customers_person SET {_SEEN_SET} WHERE id = %s", seen_rows)
         if touch_rows:
-            cur.executemany(f"UPDATE customers_person SET {_SEEN_SET}, {_TOUCH_SET} WHERE id = %s",
-                            [(r[0], r[0], r[1], r[1], *r[4:]) for r in touch_rows])
+            cur.executemany(f"UPDATE customers_person SET {_SEEN_SET}, {_TOUCH_SET} WHERE id = %s", touch_rows)
         if touch_only:
             cur.executemany(f"UPDATE customers_person SET {_TOUCH_SET} WHERE id = %s", touch_only)
 
@@ -174,26 +237,6 @@ _TOUCH_SET = (
     " last_touch = CASE WHEN last_touch_at IS NULL OR last_touch_at <= %s THEN %s ELSE last_touch END,"
     " last_touch_at = CASE WHEN last_touch_at IS NULL OR last_touch_at <= %s THEN %s ELSE last_touch_at END"
 )
-
-
-def _touch_params(prep, first: ProfileUpdate, last: ProfileUpdate) -> tuple:
-    f_at, l_at = prep("first_touch_at", first.at), prep("last_touch_at", last.at)
-    f_touch = prep("first_touch", {**first.touch, "at": first.at.isoformat()})
-    l_touch = prep("last_touch", {**last.touch, "at": last.at.isoformat()})
-    channel = first.touch.get("channel", "")[:64]
-    return (f_at, f_touch, f_at, channel, f_at, f_at, l_at, l_touch, l_at, l_at)
-
-
-def _preparer():
-    """Adapt values as the ORM would, without the per-call field machinery (a hot path)."""
-    ops = connection.ops
-
-    def prep(name: str, value: Any) -> Any:
-        if isinstance(value, dict):
-            return ops.adapt_json_value(value, None)
-        return ops.adapt_datetimefield_value(value)
-
-    return prep
 
 
 def _apply(person: Person, u: ProfileUpdate) -> list[str]:

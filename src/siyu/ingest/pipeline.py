@@ -8,18 +8,18 @@ runs it on one thread so many requests share each commit.
 from __future__ import annotations
 
 import threading
-import uuid
-from collections import OrderedDict
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import timedelta
 
+import numpy as np
 import orjson
 from django.db import transaction
 
 from siyu.analytics import sync
-from siyu.analytics.engine import EventRow, get_store, utcnow
+from siyu.analytics.engine import get_store, utcnow
 from siyu.customers.identity import Resolver
-from siyu.customers.profile import ProfileUpdate, apply_updates
+from siyu.customers.profile import ProfileFold, ProfileUpdate
 from siyu.ingest.messages import Message
 from siyu.orders.actions import OrderFact, RefundFact, record_orders, record_refunds
 
@@ -34,43 +34,90 @@ class Outcome:
 
 class DedupeWindow:
     """Message ids seen recently, per source. One process owns the event store, so
-    this in-memory window is authoritative; it is reloaded from the store on start."""
+    this in-memory window is authoritative; it is reloaded from the store on start.
+
+    Compact, because it holds millions of ids: each (source, message id) is kept as
+    a 64-bit hash (Python's, stable within the process that owns the window). The
+    newest ids are a set; every ``GENERATION`` of them become one sorted numpy array,
+    and the oldest arrays are dropped past ``limit``: 8 bytes an id instead of ~250.
+    Two different ids share a hash with probability ~limit / 2^64 per message
+    (about 3e-13 at five million): negligible against any real duplicate.
+    """
+
+    GENERATION = 250_000
 
     def __init__(self, limit: int = 5_000_000, days: int = 7) -> None:
-        self._seen: OrderedDict[tuple[int | None, str], None] = OrderedDict()
+        self._recent: set[int] = set()
+        self._old: deque[np.ndarray] = deque()  # sorted int64 arrays, oldest first
+        self._old_size = 0
         self._limit, self._days = limit, days
         self._loaded = False
         self._lock = threading.Lock()
 
+    @staticmethod
+    def key(source_id: int | None, message_id: str) -> int:
+        return hash((source_id, message_id))
+
+    def __len__(self) -> int:
+        return self._old_size + len(self._recent)
+
     def _load(self) -> None:
         since = utcnow() - timedelta(days=self._days)
-        for key in reversed(get_store().message_ids_since(since, self._limit)):
-            self._seen[key] = None
+        known = get_store().message_ids_since(since, self._limit)  # newest first
+        keys = [self.key(s, m) for s, m in reversed(known)]
+        for i in range(0, len(keys), self.GENERATION):
+            self._push(np.array(keys[i : i + self.GENERATION], dtype=np.int64))
         self._loaded = True
+
+    def _push(self, keys: np.ndarray) -> None:
+        keys.sort()
+        self._old.append(keys)
+        self._old_size += len(keys)
+        self._evict()
+
+    def _evict(self) -> None:
+        # The newest generation always stays, even if a huge batch made it larger than the limit.
+        while len(self._old) > 1 and len(self) > self._limit:
+            self._old_size -= len(self._old.popleft())
+
+    def _known(self, keys: list[int]) -> np.ndarray:
+        """Which of ``keys`` are in the older generations (vectorised)."""
+        hit = np.zeros(len(keys), dtype=bool)
+        if self._old and keys:
+            arr = np.array(keys, dtype=np.int64)
+            for gen in self._old:
+                idx = np.searchsorted(gen, arr)
+                idx[idx == len(gen)] = 0
+                hit |= gen[idx] == arr
+        return hit
 
     def fresh(self, items: list[tuple[int | None, Message]]) -> list[tuple[int | None, Message]]:
         with self._lock:
             if not self._loaded:
                 self._load()
+            key, recent = self.key, self._recent
+            keys = [key(s, m.message_id) for s, m in items]
+            old = self._known(keys).tolist()
             out, batch = [], set()
-            for source_id, msg in items:
-                key = (source_id, msg.message_id)
-                if key in self._seen or key in batch:
+            for item, k, seen in zip(items, keys, old, strict=True):
+                if seen or k in recent or k in batch:
                     continue
-                batch.add(key)
-                out.append((source_id, msg))
+                batch.add(k)
+                out.append(item)
             return out
 
     def add(self, items: list[tuple[int | None, Message]]) -> None:
         with self._lock:
-            for source_id, msg in items:
-                self._seen[(source_id, msg.message_id)] = None
-            while len(self._seen) > self._limit:
-                self._seen.popitem(last=False)
+            key = self.key
+            self._recent.update(key(s, m.message_id) for s, m in items)
+            if len(self._recent) >= self.GENERATION:
+                recent, self._recent = self._recent, set()
+                self._push(np.fromiter(recent, dtype=np.int64, count=len(recent)))
+            self._evict()
 
     def reset(self) -> None:
         with self._lock:
-            self._seen.clear()
+            self._recent, self._old, self._old_size = set(), deque(), 0
             self._loaded = False
 
 
@@ -86,20 +133,34 @@ def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest"
     source_ids = {s for s, _m in fresh}
     with transaction.atomic():
         resolver = Resolver(actor_label, source_id=next(iter(source_ids)) if len(source_ids) == 1 else None)
-        person_ids = resolver.resolve(
-            [m.claims for _s, m in fresh],
-            [{"reason": m.type, "message_id": m.message_id, "source_id": s,
-              "ids": sorted({c.kind for c in m.claims})} for s, m in fresh],
-        )
-        apply_updates(_profile_update(m, pid) for (_s, m), pid in zip(fresh, person_ids, strict=True))
+        person_ids = resolver.resolve([m.claims for _s, m in fresh], lambda i: _evidence(*fresh[i]))
+        _apply_profiles(fresh, person_ids)
         outcome.unknown_refunds = _record_orders(fresh, person_ids)
     store = get_store()
-    store.append([_event_row(s, m, pid) for (s, m), pid in zip(fresh, person_ids, strict=True) if m.store_event])
+    store.append(_event_columns(fresh, person_ids))
     if resolver.merges:
         sync.sync_overrides(store)
     DEDUPE.add(fresh)
     outcome.person_ids = person_ids
     return outcome
+
+
+def _evidence(source_id: int | None, m: Message) -> dict:
+    return {"reason": m.type, "message_id": m.message_id, "source_id": source_id,
+            "ids": sorted({c.kind for c in m.claims})}
+
+
+def _apply_profiles(fresh: list[tuple[int | None, Message]], person_ids: list[int]) -> None:
+    """Fold the batch's profile facts per person (see ``ProfileFold``); most messages only say
+    "seen at T, from there" and never become a ``ProfileUpdate``."""
+    fold = ProfileFold()
+    seen, add = fold.seen, fold.add
+    for (_s, m), pid in zip(fresh, person_ids, strict=True):
+        if m.profile_op is None:
+            seen(pid, m.timestamp, m.touch)
+        else:
+            add(_profile_update(m, pid))
+    fold.apply()
 
 
 def _profile_update(m: Message, person_id: int) -> ProfileUpdate:
@@ -137,29 +198,25 @@ def _record_orders(fresh: list[tuple[int | None, Message]], person_ids: list[int
     return record_refunds(refunds) if refunds else []
 
 
-def _event_row(source_id: int | None, m: Message, person_id: int) -> EventRow:
-    touch = m.touch
-    return EventRow(
-        uuid=str(uuid.uuid4()),
-        message_id=m.message_id,
-        source_id=source_id,
-        type=m.type,
-        event=m.event,
-        person_id=person_id,
-        distinct_hash=m.distinct.key[1][:32],
-        timestamp=m.timestamp,
-        received_at=m.received_at,
-        channel=touch.get("channel"),
-        utm_source=touch.get("utm_source"),
-        utm_medium=touch.get("utm_medium"),
-        utm_campaign=touch.get("utm_campaign"),
-        store=touch.get("store"),
-        qr_scene=touch.get("qr_scene"),
-        order_id=m.order.order_id if m.order else None,
-        revenue=m.order.amount if m.order and m.order.kind == "completed" else None,
-        properties=_json(m.properties),
-        context=_json(m.context),
-    )
+def _event_columns(fresh: list[tuple[int | None, Message]], person_ids: list[int]) -> dict[str, list]:
+    """The batch's events as columns for ``EventStore.append`` (no per-event objects; DuckDB
+    generates the uuids)."""
+    rows = [
+        (m.message_id, source_id, m.type, m.event, pid, m.distinct.key[1][:32], m.timestamp, m.received_at,
+         m.touch.get("channel"), m.touch.get("utm_source"), m.touch.get("utm_medium"),
+         m.touch.get("utm_campaign"), m.touch.get("store"), m.touch.get("qr_scene"),
+         m.order.order_id if m.order else None,
+         m.order.amount if m.order and m.order.kind == "completed" else None,
+         _json(m.properties), _json(m.context))
+        for (source_id, m), pid in zip(fresh, person_ids, strict=True) if m.store_event
+    ]
+    return dict(zip(_EVENT_FIELDS, map(list, zip(*rows, strict=True)) if rows else ([] for _ in _EVENT_FIELDS),
+                    strict=True))
+
+
+_EVENT_FIELDS = ("message_id", "source_id", "type", "event", "person_id", "distinct_hash", "timestamp", "received_at",
+                 "channel", "utm_source", "utm_medium", "utm_campaign", "store", "qr_scene", "order_id", "revenue",
+                 "properties", "context")
 
 
 def _json(value: dict) -> str:
