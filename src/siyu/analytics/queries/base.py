@@ -150,6 +150,7 @@ class Runner(ABC, Generic[Q, R]):
     def __init__(self, query: Q, engine: Engine) -> None:
         self.query = query
         self.engine = engine
+        self._shared: list[ir.Table] | None = None  # set while ``run`` runs
 
     @abstractmethod
     def build(self) -> dict[str, ir.Expr]:
@@ -160,8 +161,26 @@ class Runner(ABC, Generic[Q, R]):
         """The typed result from the executed expressions."""
 
     def run(self) -> R:
-        frames = {name: self.engine.execute(expr) for name, expr in self.build().items()}
+        self._shared = []
+        try:
+            frames = {name: self.engine.execute(expr) for name, expr in self.build().items()}
+        finally:
+            shared, self._shared = self._shared, None
+            for table in shared:
+                table.release()
         return self.calculate(frames)
+
+    def share(self, table: ir.Table) -> ir.Table:
+        """``table``, computed once when several of ``build``'s expressions read it.
+
+        While ``run`` runs, the engine materialises it (a temporary table, released
+        afterwards); otherwise ``build`` stays free of execution and returns it as is.
+        """
+        if self._shared is None:
+            return table
+        cached = table.cache()
+        self._shared.append(cached)
+        return cached
 
     def result_fields(self) -> dict[str, Any]:
         start, end = self.query.date_range()

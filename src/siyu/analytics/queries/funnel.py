@@ -171,7 +171,7 @@ class FunnelRunner(Runner[FunnelQuery, FunnelResult]):
     def _reached(self) -> ir.Table:
         """Per entered customer: breakdown, reached (1..n), and s_1..s_n (epoch seconds, null when not reached)."""
         by_order = {"ordered": self._ordered, "strict": self._strict, "any": self._any}
-        return by_order[self.query.order](self._entries())
+        return by_order[self.query.order](self.share(self._entries()))
 
     def _ordered(self, entries: ir.Table) -> ir.Table:
         """Step k: the first step-k event after step k-1's, within the window (the earliest is never worse)."""

@@ -129,8 +129,8 @@ class RetentionRunner(Runner[RetentionQuery, RetentionResult]):
 
     # -- build ---------------------------------------------------------------------
     def build(self) -> dict[str, ir.Expr]:
-        entries = self._entries()
-        returns = self._returns()
+        entries = self.share(self._entries())
+        returns = self.share(self._returns())
         return {"sizes": entries.group_by("breakdown", "cohort").aggregate(size=entries.count()),
                 "returned": self._returned(entries, returns),
                 "revenue": self._revenue(entries),
