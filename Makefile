@@ -22,6 +22,8 @@ bench: install
 	.venv/bin/python benchmarks/bench_ingest.py
 	.venv/bin/python benchmarks/bench_lookup.py
 	.venv/bin/python benchmarks/bench_demo.py
+	.venv/bin/python benchmarks/bench_analytics.py
+	.venv/bin/python benchmarks/bench_dashboard.py
 
 messages: install
 	.venv/bin/python scripts/compile_messages.py
