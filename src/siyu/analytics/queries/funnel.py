@@ -183,7 +183,8 @@ class FunnelRunner(Runner[FunnelQuery, FunnelResult]):
             j = cur.join(s, (cur.person_id == s.person_id) & (s.ts > cur[f"t_{k - 1}"])
                          & (s.sec - cur.s_1 <= window))
             best = j.group_by("person_id").aggregate(**{f"t_{k}": j.ts.min(), f"s_{k}": j.sec.min()})
-            cur = _left_join(cur, best)
+            # Each step reads the previous one twice: computed once, the SQL stays linear in steps.
+            cur = self.share(_left_join(cur, best))
         reached = ibis.cases(*[(cur[f"s_{k}"].isnull(), k - 1) for k in range(2, n + 1)], else_=n)
         return cur.mutate(reached=reached)
 
