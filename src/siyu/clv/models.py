@@ -154,16 +154,22 @@ class BGNBD:
         return (a + b - 1) / (a - 1) * (1 - head)
 
 
+def _prepared_rows(summary: CustomerSummary):
+    """The distinct (x, t_x, T) rows with their weights, as given and with time rescaled for
+    the optimiser: (scale, rows, rescaled rows)."""
+    _check_fittable(summary)
+    scale = _time_scale(summary.T)
+    unscaled = _distinct_rows(summary.frequency, summary.recency, summary.T)
+    return scale, unscaled, replace(unscaled, t_x=unscaled.t_x * scale, T=unscaled.T * scale)
+
+
 def fit_bgnbd(summary: CustomerSummary) -> BGNBD:
     """Fit the BG/NBD model by maximum likelihood [FHL05 eq. 6].
 
     Raises ValueError when the summary is empty or has no repeat purchase, or the fit does not
     converge.
     """
-    _check_fittable(summary)
-    scale = _time_scale(summary.T)
-    unscaled = _distinct_rows(summary.frequency, summary.recency, summary.T)
-    rows = replace(unscaled, t_x=unscaled.t_x * scale, T=unscaled.T * scale)
+    scale, unscaled, rows = _prepared_rows(summary)
     total = rows.weight.sum()
 
     def objective(theta: np.ndarray) -> tuple[float, np.ndarray]:
@@ -345,10 +351,7 @@ def fit_pareto_nbd(summary: CustomerSummary) -> ParetoNBD:
     Raises ValueError when the summary is empty or has no repeat purchase, or the fit does not
     converge.
     """
-    _check_fittable(summary)
-    scale = _time_scale(summary.T)
-    unscaled = _distinct_rows(summary.frequency, summary.recency, summary.T)
-    rows = replace(unscaled, t_x=unscaled.t_x * scale, T=unscaled.T * scale)
+    scale, unscaled, rows = _prepared_rows(summary)
     total = rows.weight.sum()
 
     def objective(theta: np.ndarray) -> float:
