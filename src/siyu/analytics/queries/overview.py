@@ -212,10 +212,17 @@ class OverviewRunner(Runner[OverviewQuery, OverviewResult]):
     def _newcomers(self) -> ir.Expr:
         """Per first-ever day: new customers and those of them active the next day."""
         t = self._history()
-        w = ibis.window(group_by=t.person_id, order_by=[t.local_ts, t.uuid])
-        firsts = t.mutate(rank=ibis.row_number().over(w))
-        firsts = firsts.filter((firsts["rank"] == 0) & firsts.period.notnull())
-        firsts = self._with_whole(firsts.select("person_id", "breakdown", "n"))
+        if self.query.breakdown is None:
+            # Only the first day matters: a grouped minimum instead of ranking all history.
+            prev_start, *_rest = self._periods()
+            firsts = t.group_by("person_id").aggregate(n=t.n.min())
+            firsts = firsts.filter(firsts.n >= self._n(prev_start)).mutate(breakdown=ibis.literal(""))
+            firsts = firsts.select("person_id", "breakdown", "n")
+        else:
+            w = ibis.window(group_by=t.person_id, order_by=[t.local_ts, t.uuid])
+            firsts = t.mutate(rank=ibis.row_number().over(w))
+            firsts = firsts.filter((firsts["rank"] == 0) & firsts.period.notnull())
+            firsts = self._with_whole(firsts.select("person_id", "breakdown", "n"))
         active = t.filter(t.period.notnull()).select(_person=t.person_id, _day=t.n).distinct()
         joined = firsts.left_join(active, (firsts.person_id == active._person) & (active._day == firsts.n + 1))
         return joined.group_by(["n", "breakdown"]).aggregate(new=joined.count(),
