@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Union
+from typing import Annotated, Union
 
 from django.http import HttpRequest
 from ninja import Body, Router, Schema, Status
@@ -26,16 +26,10 @@ class QueryErrorOut(Schema):
     errors: list[FieldError]
 
 
-def _union(models: list[type]) -> Any:
-    if len(models) == 1:
-        return models[0]
-    return Union[tuple(models)]  # noqa: UP007 - built at runtime from the registry
-
-
-_QUERIES = [REGISTRY[k].query_model for k in kinds()]
-_RESULTS = [REGISTRY[k].result_model for k in kinds()]
-QueryIn = Annotated[_union(_QUERIES), Field(discriminator="kind")] if len(_QUERIES) > 1 else _union(_QUERIES)
-QueryOut = _union(_RESULTS)
+# Built from the registry, which always holds every kind (``queries.RUNNER_MODULES``).
+QueryIn = Annotated[Union[tuple(REGISTRY[k].query_model for k in kinds())],  # noqa: UP007
+                    Field(discriminator="kind")]
+QueryOut = Union[tuple(REGISTRY[k].result_model for k in kinds())]  # noqa: UP007
 
 
 @router.post(

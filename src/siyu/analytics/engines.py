@@ -150,7 +150,7 @@ class SparkEngine(Engine):
         ):
             frame = cur.execute(sql).arrow().read_all().to_pandas()
             # An explicit schema: a column that is NULL in every row would otherwise become NullType.
-            schema = _empty_schema(cur, sql)
+            schema = _spark_schema(cur, sql)
             self.session.createDataFrame(frame, schema=schema).createOrReplaceTempView(name)
         self._define_views()
 
@@ -175,7 +175,8 @@ class SparkEngine(Engine):
         self._version += 1
 
 
-def _empty_schema(cur, sql: str) -> str:
+def _spark_schema(cur, sql: str) -> str:
+    """The Spark DDL schema of a DuckDB query's columns."""
     spark_types = {"VARCHAR": "string", "BIGINT": "bigint", "INTEGER": "int", "JSON": "string",
                    "TIMESTAMP WITH TIME ZONE": "timestamp", "DECIMAL(18,2)": "decimal(18,2)",
                    "BOOLEAN": "boolean", "DATE": "date", "DOUBLE": "double"}
@@ -220,10 +221,3 @@ def get_engine() -> Engine:
             else:
                 _engine = DuckDBEngine()
         return _engine
-
-
-def set_engine(engine: Engine | None) -> None:
-    """Use ``engine`` for every query in this process (tests; ``None``: back to the setting)."""
-    global _engine
-    with _engine_lock:
-        _engine = engine

@@ -250,16 +250,11 @@ def _coerce(value: Any, numeric: bool) -> Any:
 
 def apply_filters(engine: Engine, t: ir.Table, filters: list[Filter]) -> ir.Table:
     """``t`` (events) restricted by event filters, and to persons matching the person filters."""
-    person_filters = [f for f in filters if f.on == "person"]
     for f in filters:
         if f.on == "event":
-            numeric = f.field in NUMERIC_FIELDS
-            t = t.filter(_condition(event_value(engine, t, f.field), f, numeric))
-    if person_filters:
-        p = engine.persons()
-        for f in person_filters:
-            p = p.filter(_condition(person_value(p, f.field), f, f.field in NUMERIC_FIELDS))
-        t = t.semi_join(p.select("person_id"), "person_id")
+            t = t.filter(_condition(event_value(engine, t, f.field), f, f.field in NUMERIC_FIELDS))
+    if any(f.on == "person" for f in filters):
+        t = t.semi_join(persons_matching(engine, filters).select("person_id"), "person_id")
     return t
 
 
