@@ -183,6 +183,27 @@ def test_customer_merges_explains_the_alias(world, li):
     assert "seen together (anonymous_id, user_id) in alias message" in merge["explanation"]
 
 
+# -- commands that read the event store while the server holds it -------------------------------
+def test_store_commands_ask_the_running_server(world, server, li):
+    # DuckDB admits one process: these commands send the same request to `siyu serve` instead
+    twice = {"type": "event", "event": "Order Completed", "count": {"op": "gte", "value": 2}}
+    deadline = time.monotonic() + 30  # the server copies new customers into the event store when idle (5 s)
+    while world.json("segment", "count", "--rule", json.dumps(twice)) != {"count": 1}:
+        assert time.monotonic() < deadline, "the new customer never reached segments"
+        time.sleep(1)
+    bad = world.run("segment", "count", "--rule", '{"type": "event", "within_days": 0}', "--json", status=2)
+    assert json.loads(bad.stdout)["errors"][0]["field"] == "rule.within_days"
+    made = world.json("segment", "create", "--name", "Repeat buyers", "--rule", json.dumps(twice))
+    assert made["size"] == 1
+    members = world.json("segment", "members", str(made["id"]))
+    assert [m["id"] for m in members["items"]] == [li["id"]]
+    assert world.json("segment", "changes", str(made["id"]))["entered"] == [li["id"]]
+    trends = world.json("query", "trends", "--query", json.dumps(
+        {"series": [{"event": "Order Completed", "math": "count"}]}))
+    assert sum(p["value"] for p in trends["series"][0]["points"]) == 2
+    assert not (world.data_dir / "server.json").stat().st_mode & 0o077  # the token is the owner's only
+
+
 # -- team and tokens ------------------------------------------------------------------------------
 def test_a_token_from_the_cli_authenticates_on_the_api(world, server, li):
     user = world.json("user", "create", "agent-1", "--role", "customer_service")

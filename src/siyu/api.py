@@ -61,11 +61,17 @@ def _mount() -> None:
     from siyu.customers.api import router as customers_router
     from siyu.imports.api import router as imports_router
     from siyu.ingest.api import router as ingest_router
+    from siyu.segments.api import router as segments_router
+    from siyu.segments.api import tags_router
+    from siyu.valuation.api import router as valuation_router
 
     api.add_router("/v1/customers", customers_router)
     api.add_router("/v1/sources", ingest_router)
     api.add_router("/v1/imports", imports_router)
     api.add_router("/v1/analytics", analytics_router)
+    api.add_router("/v1/segments", segments_router)
+    api.add_router("/v1/tags", tags_router)
+    api.add_router("/v1/clv", valuation_router)
     api.add_router("/v1", accounts_router)
 
 

@@ -50,6 +50,26 @@ def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str] | None
         print(human(data))
 
 
+def ask_server(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
+    """``siyu serve`` holds the event store: send the same request to it (``accounts.local``)."""
+    from siyu.accounts import local
+
+    info = local.running_server()
+    if info is None:
+        raise CliError("the event store is in use by another siyu process (not a server); try again when it ends")
+    status, data = local.ask(info, method, path, body)
+    if status == 422 and isinstance(data, dict):
+        if getattr(args, "json", False):
+            print(json.dumps(data, ensure_ascii=False, indent=2))
+            sys.exit(2)
+        reasons = "; ".join(f"{e['field']}: {e['reason']}" for e in data.get("errors", []))
+        raise CliError(f"{data.get('error') or data.get('detail')}{': ' + reasons if reasons else ''}")
+    if status >= 400:
+        detail = data.get("detail") or data.get("error") if isinstance(data, dict) else data
+        raise CliError(f"the server at {info['url']} answered {status}: {detail}")
+    return data
+
+
 # -- serve / demo ------------------------------------------------------------
 def cmd_serve(args: argparse.Namespace) -> None:
     from siyu.server import serve
@@ -223,8 +243,9 @@ def cmd_query(args: argparse.Namespace) -> None:
             print(json.dumps({"error": "invalid query", "errors": exc.errors}, ensure_ascii=False, indent=2))
             sys.exit(2)
         raise CliError(f"invalid query: {exc}") from None
-    except EventStoreBusy as exc:
-        raise CliError(f"{exc}; ask the running server instead: POST /api/v1/analytics/query") from None
+    except EventStoreBusy:
+        emit(args, ask_server(args, "POST", "/api/v1/analytics/query", body))
+        return
     emit(args, result.model_dump(mode="json"))
 
 
@@ -255,6 +276,59 @@ def _query_help(kind: str) -> str:
         lines.append(f"  {name}: {spec.get('description') or spec.get('title', '')}")
     example = json.dumps(runner.example, ensure_ascii=False)
     lines += ["", "example:", f"  siyu query {kind} --query '{example}' --json"]
+    return "\n".join(lines)
+
+
+# -- customer value (CLV) ----------------------------------------------------
+def cmd_clv_fit(args: argparse.Namespace) -> None:
+    from datetime import date
+
+    from siyu.accounts.actor import cli_actor
+    from siyu.valuation.fitting import ClvError, fit_and_predict
+    from siyu.valuation.queries import model_dict
+
+    calibration_end = None
+    if args.calibration_end:
+        try:
+            calibration_end = date.fromisoformat(args.calibration_end)
+        except ValueError:
+            raise CliError(f"--calibration-end must be a date YYYY-MM-DD, not {args.calibration_end!r}") from None
+    try:
+        model = fit_and_predict(cli_actor(), calibration_end=calibration_end, time_unit=args.time_unit,
+                                horizon_days=args.horizon_days, discount_rate=args.discount_rate)
+    except ClvError as exc:
+        raise CliError(str(exc)) from None
+    emit(args, model_dict(model), _human_clv)
+
+
+def cmd_clv_show(args: argparse.Namespace) -> None:
+    from siyu.valuation.queries import latest_model, model_dict
+
+    model = latest_model()
+    if model is None:
+        raise CliError("no CLV model has been fitted yet: run `siyu clv fit`")
+    emit(args, model_dict(model), _human_clv)
+
+
+def _human_clv(d: dict) -> str:
+    bg, pn, gg = d["bgnbd"], d["pareto_nbd"], d["gamma_gamma"]
+    lines = [f"CLV model #{d['model_id']} ({d['created_at'][:16]}, {d['status']}) by {d['actor']}",
+             f"  fitted on orders up to {d['calibration_end'] or d['observation_end']}, in {d['time_unit']}s;"
+             f" predictions as of {d['observation_end']} over {d['horizon_days']} days,"
+             f" discounted {d['discount_rate']:.1%} a year",
+             f"  {d['customers']:,} customers ({d['predictions']:,} predictions), {d['orders']:,} orders",
+             f"  BG/NBD      r={bg['r']:.4f} alpha={bg['alpha']:.4f} a={bg['a']:.4f} b={bg['b']:.4f}"
+             f" LL={bg['log_likelihood']:.2f}",
+             f"  Pareto/NBD  r={pn['r']:.4f} alpha={pn['alpha']:.4f} s={pn['s']:.4f} beta={pn['beta']:.4f}"
+             f" LL={pn['log_likelihood']:.2f}",
+             f"  Gamma-Gamma p={gg['p']:.4f} q={gg['q']:.4f} gamma={gg['gamma']:.4f}"]
+    if d["quality"]:
+        total = d["quality"]["total"]
+        lines.append(f"  hold-out ({d['quality']['holdout_days']} days): {total['predicted']:,.1f} repeat purchases"
+                     f" predicted, {total['actual']:,.0f} made")
+    clv = d["distribution"].get("clv", {})
+    if clv:
+        lines.append(f"  CLV: total {clv['total']:,.2f}, mean {clv['mean']:,.2f}, median {clv['median']:,.2f}")
     return "\n".join(lines)
 
 
@@ -369,6 +443,20 @@ def build_parser() -> argparse.ArgumentParser:
                                                                                              required=True)
     ex = add("export", cmd_analytics_export, "Export events and persons as Parquet (for Spark).", parent=an)
     ex.add_argument("directory")
+
+    clv = sub.add_parser("clv", help="Predicted customer value (CLV models).").add_subparsers(dest="sub",
+                                                                                            required=True)
+    cf = add("fit", cmd_clv_fit, "Fit the CLV models and store every customer's prediction.", parent=clv)
+    cf.add_argument("--calibration-end", metavar="DATE",
+                    help="fit on orders up to this day (YYYY-MM-DD); later orders measure the fit")
+    cf.add_argument("--time-unit", choices=["day", "week"], default="week", help="default week")
+    cf.add_argument("--horizon-days", type=int, default=365, help="predict over N days (default 365)")
+    cf.add_argument("--discount-rate", type=float, default=0.1, help="annual discount rate (default 0.1)")
+    add("show", cmd_clv_show, "Show the newest CLV fit.", parent=clv)
+
+    from siyu.segments.cli import register as register_segments
+
+    register_segments(sub, add, _non_negative)
 
     oa = add("openapi", cmd_openapi, "Print the REST API's OpenAPI schema (docs/openapi.json).", json_flag=False)
     oa.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")

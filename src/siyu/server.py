@@ -25,7 +25,9 @@ def serve(host: str, port: int, threads: int = 16) -> None:
     from django.conf import settings
     from django.core.management import call_command
 
+    from siyu.accounts import local
     from siyu.ingest.writer import get_writer
+    from siyu.scheduler import Scheduler
     from siyu.wsgi import application
 
     call_command("collectstatic", interactive=False, verbosity=0)
@@ -35,6 +37,8 @@ def serve(host: str, port: int, threads: int = 16) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     get_writer().start()  # also syncs what other processes record while the server is idle
+    Scheduler().start()  # segments, rule tags and CLV refits
+    local.publish(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}")
     print(f"siyu is serving on http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
     waitress_serve(application, host=host, port=port, threads=threads, ident="siyu",
                    max_request_body_size=settings.SIYU_MAX_UPLOAD_BYTES, channel_timeout=60, connection_limit=1000)

@@ -32,6 +32,8 @@ INSTALLED_APPS = [
     "siyu.ingest",
     "siyu.imports",
     "siyu.analytics",
+    "siyu.valuation",
+    "siyu.segments",
     "siyu.console",
 ]
 
@@ -115,6 +117,9 @@ SIYU_EVENT_STORE = os.environ.get("SIYU_EVENT_STORE") or str(DATA_DIR / "events.
 SIYU_ANALYTICS_ENGINE = os.environ.get("SIYU_ANALYTICS_ENGINE", "duckdb")
 SIYU_SPARK_MASTER = os.environ.get("SIYU_SPARK_MASTER", "local[2]")
 SIYU_SPARK_DATA = os.environ.get("SIYU_SPARK_DATA", "")
+# How often ``siyu serve`` refreshes every segment and rule tag, and refits the CLV models.
+SIYU_SEGMENT_REFRESH_MINUTES = float(os.environ.get("SIYU_SEGMENT_REFRESH_MINUTES", "60"))
+SIYU_CLV_REFIT_HOURS = float(os.environ.get("SIYU_CLV_REFIT_HOURS", "24"))
 SIYU_CURRENCY = os.environ.get("SIYU_CURRENCY", "CNY")
 SIYU_DEFAULT_REGION = os.environ.get("SIYU_DEFAULT_REGION", "CN")
 SIYU_INGEST_SYNC = os.environ.get("SIYU_INGEST_SYNC", "") == "1"

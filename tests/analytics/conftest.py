@@ -11,6 +11,7 @@ written as "YYYY-MM-DD HH:MM".
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -53,7 +54,13 @@ def person(person_id: int, first_seen: str = "2026-01-01 09:00", **attrs) -> dic
     for key, value in attrs.items():
         if key not in row:
             raise KeyError(f"persons has no column {key}")
-        row[key] = Decimal(value) if key == "total_spend" else value
+        if key in ("total_spend", "predicted_spend", "clv"):
+            value = Decimal(value)
+        elif key in ("last_seen", "first_order_at", "last_order_at"):
+            value = utc(value)
+        elif key == "traits":
+            value = json.dumps(value)
+        row[key] = value
     return row
 
 
@@ -71,17 +78,21 @@ def engine_name(request) -> str:
 
 @pytest.fixture
 def load(engine_name):
-    """``load(events, persons=(), overrides=())`` -> an engine over exactly those rows."""
+    """``load(events, persons=(), overrides=(), tags=())`` -> an engine over exactly those rows
+    (``tags``: (person_id, tag) pairs)."""
     from siyu.analytics import queries
     from siyu.analytics.engines import DuckDBEngine, SparkEngine, spark_session
 
     queries.clear_cache()
 
     def _load(events: Iterable[EventRow], persons: Iterable[dict] = (),
-              overrides: Iterable[tuple[int, int]] = ()):
+              overrides: Iterable[tuple[int, int]] = (), tags: Iterable[tuple[int, str]] = ()):
         store = get_store()
         store.append(list(events))
         store.replace_persons(_persons_table(persons))
+        tags = list(tags)
+        store.replace_tags(pa.table({"person_id": pa.array([p for p, _t in tags], type=pa.int64()),
+                                     "tag": pa.array([t for _p, t in tags], type=pa.string())}))
         if overrides:
             store.apply_overrides((old, new, datetime.now(UTC)) for old, new in overrides)
         if engine_name == "duckdb":

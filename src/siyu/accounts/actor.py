@@ -15,6 +15,8 @@ class Actor:
 
     @classmethod
     def for_user(cls, user: Any) -> Actor:
+        if getattr(user, "is_local_cli", False):  # a `siyu` command asking the server (accounts.local)
+            return cls(user=None, label=user.label, can_see_pii=True, can_export_pii=True)
         return cls(
             user=user,
             label=user.get_username(),

@@ -7,6 +7,7 @@ from datetime import timedelta
 from django.utils import timezone
 from ninja.security import HttpBearer, django_auth
 
+from siyu.accounts import local
 from siyu.accounts.models import ApiToken
 
 LAST_USED_GRANULARITY = timedelta(minutes=1)
@@ -14,6 +15,10 @@ LAST_USED_GRANULARITY = timedelta(minutes=1)
 
 class TokenAuth(HttpBearer):
     def authenticate(self, request, token: str):
+        operator = local.operator_for(token, request.headers.get(local.CLI_USER_HEADER))
+        if operator is not None:  # a `siyu` command beside this server
+            request.user = operator
+            return operator
         try:
             api_token = ApiToken.objects.select_related("user").get(token_hash=ApiToken.hash(token))
         except ApiToken.DoesNotExist:

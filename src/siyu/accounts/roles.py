@@ -16,12 +16,17 @@ ROLES: dict[str, dict] = {
             "imports.add_importjob", "imports.view_importjob", "privacy.view_auditevent",
             "analytics.view_insight", "analytics.add_insight", "analytics.change_insight",
             "analytics.view_dashboard", "analytics.add_dashboard", "analytics.change_dashboard",
+            "valuation.view_clvmodel",
+            "segments.view_segment", "segments.add_segment", "segments.change_segment",
+            "segments.delete_segment", "segments.view_tag", "segments.add_tag", "segments.change_tag",
+            "segments.delete_tag", "segments.change_tiersettings",
         ],
     },
     "community_manager": {
         "label": _("Community manager"),
         "perms": ["customers.view_person", "orders.view_order", "analytics.view_insight",
-                  "analytics.view_dashboard"],
+                  "analytics.view_dashboard", "valuation.view_clvmodel",
+                  "segments.view_segment", "segments.view_tag", "segments.add_tag", "segments.change_tag"],
     },
     "content_specialist": {"label": _("Content specialist"), "perms": ["customers.view_person"]},
     "data_analyst": {
@@ -30,7 +35,11 @@ ROLES: dict[str, dict] = {
                   "ingest.view_source", "imports.view_importjob",
                   "analytics.view_insight", "analytics.add_insight", "analytics.change_insight",
                   "analytics.delete_insight", "analytics.view_dashboard", "analytics.add_dashboard",
-                  "analytics.change_dashboard", "analytics.delete_dashboard"],
+                  "analytics.change_dashboard", "analytics.delete_dashboard",
+                  "valuation.view_clvmodel", "valuation.add_clvmodel",
+                  "segments.view_segment", "segments.add_segment", "segments.change_segment",
+                  "segments.delete_segment", "segments.view_tag", "segments.add_tag", "segments.change_tag",
+                  "segments.delete_tag", "segments.change_tiersettings"],
     },
     "developer": {
         "label": _("Developer"),
@@ -41,7 +50,8 @@ ROLES: dict[str, dict] = {
     "customer_service": {
         "label": _("Customer service"),
         # Service staff must read a caller's phone number back to them.
-        "perms": ["customers.view_person", "orders.view_order", "privacy.view_personal_data"],
+        "perms": ["customers.view_person", "orders.view_order", "privacy.view_personal_data",
+                  "segments.view_tag"],
     },
 }
 

@@ -61,7 +61,17 @@ PERSON_COLUMNS: tuple[tuple[str, str, pa.DataType], ...] = (
     ("referrer_id", "BIGINT", pa.int64()),
     ("order_count", "INTEGER", pa.int32()),
     ("total_spend", "DECIMAL(18,2)", pa.decimal128(18, 2)),
+    # added with segments: more computed attributes, non-personal traits, CLV predictions
+    ("last_seen", "TIMESTAMPTZ", pa.timestamp("us", tz="UTC")),
+    ("first_order_at", "TIMESTAMPTZ", pa.timestamp("us", tz="UTC")),
+    ("last_order_at", "TIMESTAMPTZ", pa.timestamp("us", tz="UTC")),
+    ("traits", "JSON", pa.string()),
+    ("p_alive", "DOUBLE", pa.float64()),
+    ("expected_purchases", "DOUBLE", pa.float64()),
+    ("predicted_spend", "DECIMAL(18,2)", pa.decimal128(18, 2)),
+    ("clv", "DECIMAL(18,2)", pa.decimal128(18, 2)),
 )
+_PERSON_NAMES = ", ".join(name for name, _sql, _arrow in PERSON_COLUMNS)
 
 SCHEMA = [
     "CREATE TABLE IF NOT EXISTS events ("
@@ -71,11 +81,18 @@ SCHEMA = [
     " person_id BIGINT NOT NULL, merged_at TIMESTAMPTZ)",
     "CREATE TABLE IF NOT EXISTS sync_state (name VARCHAR PRIMARY KEY, position BIGINT NOT NULL)",
     "CREATE TABLE IF NOT EXISTS persons ("
-    + ", ".join(f"{name} {sql}" for name, sql, _a in PERSON_COLUMNS)
+    + ", ".join(f"{name} {sql}" for name, sql, _a in PERSON_COLUMNS[:12])
     + ")",
     "CREATE TABLE IF NOT EXISTS store_meta (name VARCHAR PRIMARY KEY, value VARCHAR NOT NULL)",
     # The brand-clock time of each event, filled by ``append`` (see ``analytics_views``).
     "ALTER TABLE events ADD COLUMN IF NOT EXISTS local_ts TIMESTAMP",
+    *(f"ALTER TABLE persons ADD COLUMN IF NOT EXISTS {name} {sql}" for name, sql, _a in PERSON_COLUMNS[12:]),
+    # Tags (a copy of the operational DB's, ``sync.sync_tags``) and segment membership
+    # (written by ``segments.refresh``: derived from queries over this store).
+    "CREATE TABLE IF NOT EXISTS person_tags (person_id BIGINT NOT NULL, tag VARCHAR NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS segment_members (segment_id BIGINT NOT NULL, person_id BIGINT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS segment_changes (segment_id BIGINT NOT NULL, person_id BIGINT NOT NULL,"
+    " change VARCHAR NOT NULL, changed_at TIMESTAMPTZ NOT NULL)",
 ]
 
 
@@ -96,8 +113,25 @@ def analytics_views(tz: str) -> list[str]:
         " e.utm_campaign, e.store, e.qr_scene, e.order_id, e.revenue, e.properties"
         " FROM events e LEFT JOIN person_overrides o ON o.old_person_id = e.person_id",
         "CREATE OR REPLACE VIEW analytics_persons AS SELECT *,"
-        f" CAST(timezone('{tz}', first_seen) AS DATE) AS first_seen_date FROM persons",
+        f" CAST(timezone('{tz}', first_seen) AS DATE) AS first_seen_date,"
+        f" CAST(timezone('{tz}', last_seen) AS DATE) AS last_seen_date,"
+        f" CAST(timezone('{tz}', first_order_at) AS DATE) AS first_order_date,"
+        f" CAST(timezone('{tz}', last_order_at) AS DATE) AS last_order_date FROM persons",
+        "CREATE OR REPLACE VIEW analytics_person_tags AS SELECT * FROM person_tags",
     ]
+
+# What an engine other than DuckDB copies (local mode) or reads as Parquet (a cluster): the
+# analytics views without the columns that engine computes itself (``local_ts``, the dates).
+ANALYTICS_SOURCES = {
+    "events": "SELECT * EXCLUDE (local_ts) FROM analytics_events",
+    "persons": "SELECT * EXCLUDE (first_seen_date, last_seen_date, first_order_date, last_order_date)"
+               " FROM analytics_persons",
+    "person_tags": "SELECT * FROM analytics_person_tags",
+}
+
+# Columns ``analytics_persons`` adds to ``persons``: the local days of its timestamps.
+PERSON_DATE_COLUMNS = {"first_seen_date": "first_seen", "last_seen_date": "last_seen",
+                       "first_order_date": "first_order_at", "last_order_date": "last_order_at"}
 
 
 def _quote(tz: str) -> str:
@@ -241,13 +275,22 @@ class EventStore:
     def replace_persons(self, table: pa.Table, signature: tuple[str, int] | None = None) -> None:
         """Swap in a new copy of the persons table (``sync.sync_persons``), remembering
         the ``signature`` of what it copied in the same transaction."""
+        self._replace("persons", table, f"INSERT INTO persons ({_PERSON_NAMES}) SELECT {_PERSON_NAMES} FROM _incoming",
+                      signature)
+
+    def replace_tags(self, table: pa.Table, signature: tuple[str, int] | None = None) -> None:
+        """Swap in a new copy of the persons' tags (``sync.sync_tags``): columns person_id, tag."""
+        self._replace("person_tags", table, "INSERT INTO person_tags SELECT person_id, tag FROM _incoming",
+                      signature)
+
+    def _replace(self, name: str, table: pa.Table, insert: str, signature: tuple[str, int] | None) -> None:
         with self._lock:
             cur = self._con.cursor()
-            cur.register("_persons", table)
+            cur.register("_incoming", table)
             try:
                 cur.execute("BEGIN")
-                cur.execute("DELETE FROM persons")
-                cur.execute("INSERT INTO persons SELECT * FROM _persons")
+                cur.execute(f"DELETE FROM {name}")
+                cur.execute(insert)
                 if signature is not None:
                     cur.execute(_SET_POSITION, list(signature))
                 cur.execute("COMMIT")
@@ -255,17 +298,84 @@ class EventStore:
                 cur.execute("ROLLBACK")
                 raise
             finally:
-                cur.unregister("_persons")
+                cur.unregister("_incoming")
             self.generation += 1
 
+    # -- segment membership --------------------------------------------------
+    def replace_segment_members(self, segment_id: int, person_ids: pa.Array, at: datetime) -> dict[str, int]:
+        """Make ``person_ids`` the members of a segment, recording who entered and who left.
+
+        One transaction: the member list and its changes never disagree. Returns
+        the new size and how many entered and left. Membership does not change
+        what analytics queries read, so the store's generation stays.
+        """
+        incoming = pa.table({"person_id": pa.array(person_ids, type=pa.int64())})
+        with self._lock:
+            cur = self._con.cursor()
+            cur.register("_members", incoming)
+            try:
+                cur.execute("BEGIN")
+                cur.execute("CREATE OR REPLACE TEMP TABLE _new AS SELECT DISTINCT person_id FROM _members")
+                cur.execute("CREATE OR REPLACE TEMP TABLE _old AS SELECT person_id FROM segment_members"
+                            " WHERE segment_id = ?", [segment_id])
+                entered = cur.execute(
+                    "INSERT INTO segment_changes SELECT ?, person_id, 'entered', ? FROM"
+                    " (SELECT person_id FROM _new EXCEPT SELECT person_id FROM _old)", [segment_id, at]
+                ).fetchone()[0]
+                left = cur.execute(
+                    "INSERT INTO segment_changes SELECT ?, person_id, 'left', ? FROM"
+                    " (SELECT person_id FROM _old EXCEPT SELECT person_id FROM _new)", [segment_id, at]
+                ).fetchone()[0]
+                if entered or left:
+                    cur.execute("DELETE FROM segment_members WHERE segment_id = ?", [segment_id])
+                    cur.execute("INSERT INTO segment_members SELECT ?, person_id FROM _new", [segment_id])
+                size = cur.execute("SELECT count(*) FROM _new").fetchone()[0]
+                cur.execute("DROP TABLE _new")
+                cur.execute("DROP TABLE _old")
+                cur.execute("COMMIT")
+            except BaseException:
+                cur.execute("ROLLBACK")
+                raise
+            finally:
+                cur.unregister("_members")
+        return {"size": size, "entered": entered, "left": left}
+
+    def drop_segment(self, segment_id: int) -> None:
+        """Forget a deleted segment's members and changes."""
+        with self._lock:
+            cur = self._con.cursor()
+            cur.execute("BEGIN")
+            cur.execute("DELETE FROM segment_members WHERE segment_id = ?", [segment_id])
+            cur.execute("DELETE FROM segment_changes WHERE segment_id = ?", [segment_id])
+            cur.execute("COMMIT")
+
+    def segment_members(self, segment_id: int, *, offset: int = 0, limit: int | None = 100) -> list[int]:
+        """Member person ids in ascending order (``limit=None``: all of them)."""
+        sql = "SELECT person_id FROM segment_members WHERE segment_id = ? ORDER BY person_id"
+        params: list[Any] = [segment_id]
+        if limit is not None:
+            sql += " LIMIT ? OFFSET ?"
+            params += [limit, offset]
+        return [r[0] for r in self.cursor().execute(sql, params).fetchall()]
+
+    def segment_size(self, segment_id: int) -> int:
+        return self.cursor().execute("SELECT count(*) FROM segment_members WHERE segment_id = ?",
+                                     [segment_id]).fetchone()[0]
+
+    def segment_changes(self, segment_id: int, since: datetime, *, limit: int = 1000) -> list[tuple]:
+        """(person_id, change, at) since ``since``, newest first."""
+        return self.cursor().execute(
+            "SELECT person_id, change, changed_at FROM segment_changes WHERE segment_id = ? AND changed_at >= ?"
+            " ORDER BY changed_at DESC, person_id LIMIT ?", [segment_id, since, limit]).fetchall()
+
     def export_parquet(self, directory: str | Path) -> dict[str, int]:
-        """Write what analytics read to ``events.parquet`` and ``persons.parquet`` (for Spark)."""
+        """Write what analytics read to ``events.parquet``, ``persons.parquet`` and
+        ``person_tags.parquet`` (for Spark)."""
         out = Path(directory)
         out.mkdir(parents=True, exist_ok=True)
         counts = {}
         cur = self.cursor()
-        for name, sql in (("events", "SELECT * EXCLUDE (local_ts) FROM analytics_events"),
-                          ("persons", "SELECT * EXCLUDE (first_seen_date) FROM analytics_persons")):
+        for name, sql in ANALYTICS_SOURCES.items():
             target = str(out / f"{name}.parquet").replace("'", "''")
             cur.execute(f"COPY ({sql}) TO '{target}' (FORMAT parquet)")
             counts[name] = cur.execute(f"SELECT count(*) FROM '{target}'").fetchone()[0]

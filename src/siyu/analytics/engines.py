@@ -5,7 +5,8 @@ Runners build expressions over two relations and never see a connection:
 - ``events``: every event, merged persons folded into their survivor, with
   ``local_ts`` (the brand's wall-clock time, a naive timestamp) beside the UTC
   ``timestamp``;
-- ``persons``: each surviving person's non-personal attributes.
+- ``persons``: each surviving person's non-personal attributes;
+- ``tags``: (person_id, tag) of every tagged person.
 
 ``DuckDBEngine`` reads the embedded event store (``engine.EventStore``);
 ``SparkEngine`` reads the same relations from Spark tables (a copy of the store
@@ -27,7 +28,7 @@ import ibis.expr.types as ir
 import pandas as pd
 from django.conf import settings
 
-from siyu.analytics.engine import EventStore, get_store
+from siyu.analytics.engine import ANALYTICS_SOURCES, PERSON_DATE_COLUMNS, EventStore, get_store
 
 
 @ibis.udf.scalar.builtin(name="json_extract_string")
@@ -48,6 +49,9 @@ class Engine(ABC):
 
     @abstractmethod
     def persons(self) -> ir.Table: ...
+
+    @abstractmethod
+    def tags(self) -> ir.Table: ...
 
     @abstractmethod
     def execute(self, expr: ir.Expr) -> pd.DataFrame: ...
@@ -98,6 +102,9 @@ class DuckDBEngine(Engine):
     def persons(self) -> ir.Table:
         return self._backend().table("analytics_persons")
 
+    def tags(self) -> ir.Table:
+        return self._backend().table("analytics_person_tags")
+
     def execute(self, expr: ir.Expr) -> pd.DataFrame:
         return self._backend().execute(expr)
 
@@ -132,6 +139,9 @@ class SparkEngine(Engine):
     def persons(self) -> ir.Table:
         return self._backend.table("analytics_persons")
 
+    def tags(self) -> ir.Table:
+        return self._backend.table("analytics_person_tags")
+
     def execute(self, expr: ir.Expr) -> pd.DataFrame:
         return self._backend.execute(expr)
 
@@ -142,36 +152,33 @@ class SparkEngine(Engine):
         return _spark_json_string(column, _json_path(key))
 
     def load_from_store(self, store: EventStore) -> None:
-        """Copy the store's events and persons into the session (local mode)."""
+        """Copy the store's events, persons and tags into the session (local mode)."""
         cur = store.cursor()
-        for name, sql in (
-            ("_siyu_events", "SELECT * EXCLUDE (local_ts) FROM analytics_events"),
-            ("_siyu_persons", "SELECT * EXCLUDE (first_seen_date) FROM analytics_persons"),
-        ):
+        for name, sql in ANALYTICS_SOURCES.items():
             frame = cur.execute(sql).arrow().read_all().to_pandas()
             # An explicit schema: a column that is NULL in every row would otherwise become NullType.
             schema = _spark_schema(cur, sql)
-            self.session.createDataFrame(frame, schema=schema).createOrReplaceTempView(name)
+            self.session.createDataFrame(frame, schema=schema).createOrReplaceTempView(f"_siyu_{name}")
         self._define_views()
 
     def load_parquet(self, directory: str) -> None:
-        """Read ``events.parquet`` and ``persons.parquet`` written by ``siyu analytics export``
-        (any path Spark reads: a local folder, HDFS, S3)."""
+        """Read the Parquet files written by ``siyu analytics export`` (any path Spark reads:
+        a local folder, HDFS, S3)."""
         base = directory.rstrip("/")
-        self.session.read.parquet(f"{base}/events.parquet").createOrReplaceTempView("_siyu_events")
-        self.session.read.parquet(f"{base}/persons.parquet").createOrReplaceTempView("_siyu_persons")
+        for name in ANALYTICS_SOURCES:
+            self.session.read.parquet(f"{base}/{name}.parquet").createOrReplaceTempView(f"_siyu_{name}")
         self._define_views()
 
     def _define_views(self) -> None:
         tz = settings.TIME_ZONE.replace("'", "")
+        dates = ", ".join(f"to_date(from_utc_timestamp({column}, '{tz}')) AS {name}"
+                          for name, column in PERSON_DATE_COLUMNS.items())
         self.session.sql(
             "CREATE OR REPLACE TEMP VIEW analytics_events AS SELECT *,"
             f" from_utc_timestamp(timestamp, '{tz}') AS local_ts FROM _siyu_events"
         )
-        self.session.sql(
-            "CREATE OR REPLACE TEMP VIEW analytics_persons AS SELECT *,"
-            f" to_date(from_utc_timestamp(first_seen, '{tz}')) AS first_seen_date FROM _siyu_persons"
-        )
+        self.session.sql(f"CREATE OR REPLACE TEMP VIEW analytics_persons AS SELECT *, {dates} FROM _siyu_persons")
+        self.session.sql("CREATE OR REPLACE TEMP VIEW analytics_person_tags AS SELECT * FROM _siyu_person_tags")
         self._version += 1
 
 

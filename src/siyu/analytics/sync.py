@@ -10,16 +10,19 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import threading
 from decimal import Decimal
 
 import pyarrow as pa
 from django.db.models import Count, Max
+from django.db.models.functions import Coalesce
 
 from siyu.analytics.engine import PERSON_COLUMNS, EventRow, EventStore, utcnow
 from siyu.customers.models import Person, PersonMerge
 from siyu.customers.profile import normalise_gender
 from siyu.orders.models import Order
 
+_sync_lock = threading.RLock()  # one sync at a time: the writer when idle, the scheduler, actions
 _YEAR = re.compile(r"(19|20)\d\d")
 
 
@@ -58,12 +61,19 @@ def sync_imported_orders(store: EventStore, batch: int = 10_000) -> int:
         total += len(orders)
 
 
+def _signature(*parts) -> int:
+    return int.from_bytes(hashlib.sha1(repr(parts).encode()).digest()[:7], "big")
+
+
 def persons_signature() -> int:
-    """Changes whenever a person is created, merged or seen again."""
+    """Changes whenever a person is created, merged, erased, seen again or predicted anew."""
+    from siyu.valuation.models import ClvModel
+
     agg = Person.objects.aggregate(n=Count("id"), top=Max("id"), seen=Max("last_seen"),
-                                   merged=Count("merged_into"))
-    text = repr((agg["n"], agg["top"], agg["merged"], agg["seen"].isoformat() if agg["seen"] else None))
-    return int.from_bytes(hashlib.sha1(text.encode()).digest()[:7], "big")
+                                   merged=Count("merged_into"), erased=Count("erased_at"))
+    model = ClvModel.objects.aggregate(top=Max("id"))["top"]
+    return _signature(agg["n"], agg["top"], agg["merged"], agg["erased"],
+                      agg["seen"].isoformat() if agg["seen"] else None, model)
 
 
 def sync_persons(store: EventStore, *, force: bool = False, chunk: int = 50_000) -> int:
@@ -76,20 +86,28 @@ def sync_persons(store: EventStore, *, force: bool = False, chunk: int = 50_000)
     if not force and store.get_position("persons_signature") == signature:
         return 0
     columns: dict[str, list] = {name: [] for name, _sql, _arrow in PERSON_COLUMNS}
-    rows = (Person.objects.filter(merged_into__isnull=True)
+    rows = (Person.objects.filter(merged_into__isnull=True, erased_at__isnull=True)
             .values_list("pk", "first_seen", "created_at", "acquisition_channel", "first_touch", "traits",
-                         "referrer_id", "order_count", "total_spend")
+                         "referrer_id", "order_count", "total_spend", "last_seen", "first_order_at",
+                         "last_order_at", "prediction__p_alive", "prediction__expected_purchases",
+                         "prediction__predicted_spend", "prediction__clv")
             .order_by("pk"))
-    for pk, first_seen, created, channel, touch, traits, referrer, n_orders, spend in rows.iterator(chunk):
+    for (pk, first_seen, created, channel, touch, traits, referrer, n_orders, spend, last_seen, first_order,
+         last_order, p_alive, expected, predicted, value) in rows.iterator(chunk):
         touch, traits = touch or {}, traits or {}
-        for name, value in (
+        for name, item in (
             ("person_id", pk), ("first_seen", first_seen or created), ("acquisition_channel", channel or None),
             ("first_store", touch.get("store")), ("first_utm_source", touch.get("utm_source")),
             ("first_qr_scene", touch.get("qr_scene")), ("gender", normalise_gender(traits.get("gender"))),
             ("birth_year", _birth_year(traits)), ("city", _text(traits.get("city"))),
             ("referrer_id", referrer), ("order_count", n_orders), ("total_spend", Decimal(spend)),
+            ("last_seen", last_seen), ("first_order_at", first_order), ("last_order_at", last_order),
+            ("traits", json.dumps(traits, ensure_ascii=False, default=str) if traits else None),
+            ("p_alive", p_alive), ("expected_purchases", expected),
+            ("predicted_spend", Decimal(predicted) if predicted is not None else None),
+            ("clv", Decimal(value) if value is not None else None),
         ):
-            columns[name].append(value)
+            columns[name].append(item)
     table = pa.table({name: pa.array(columns[name], type=arrow) for name, _sql, arrow in PERSON_COLUMNS})
     store.replace_persons(table, signature=("persons_signature", signature))
     return table.num_rows
@@ -107,6 +125,37 @@ def _text(value) -> str | None:
     return str(value)[:64] if value not in (None, "") else None
 
 
+def tags_signature() -> int:
+    """Changes whenever a tag is added to or removed from someone (or a tagged person merges)."""
+    from siyu.segments.models import PersonTag
+
+    agg = PersonTag.objects.aggregate(n=Count("id"), top=Coalesce(Max("id"), 0))
+    merged = Person.objects.filter(merged_into__isnull=False, tags__isnull=False).count()
+    return _signature(agg["n"], agg["top"], merged)
+
+
+def sync_tags(store: EventStore, *, force: bool = False) -> int:
+    """Replace the event store's copy of who carries which tag (skipped when nothing changed)."""
+    with _sync_lock:
+        return _sync_tags(store, force)
+
+
+def _sync_tags(store: EventStore, force: bool) -> int:
+    from siyu.segments.models import PersonTag
+
+    signature = tags_signature()
+    if not force and store.get_position("tags_signature") == signature:
+        return 0
+    pairs = list(PersonTag.objects.filter(person__merged_into__isnull=True, person__erased_at__isnull=True)
+                 .values_list("person_id", "tag__name"))
+    table = pa.table({"person_id": pa.array([p for p, _t in pairs], type=pa.int64()),
+                      "tag": pa.array([t for _p, t in pairs], type=pa.string())})
+    store.replace_tags(table, signature=("tags_signature", signature))
+    return table.num_rows
+
+
 def sync_all(store: EventStore) -> dict[str, int]:
-    return {"overrides": sync_overrides(store), "imported_orders": sync_imported_orders(store),
-            "persons": sync_persons(store)}
+    """Every sync, one caller at a time (the ingest writer when idle, the scheduler, commands)."""
+    with _sync_lock:
+        return {"overrides": sync_overrides(store), "imported_orders": sync_imported_orders(store),
+                "persons": sync_persons(store), "tags": sync_tags(store)}

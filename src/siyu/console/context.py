@@ -15,6 +15,7 @@ NAV = [
     ("customers", _("Customers"), ("customers.view_person",)),
     ("conflicts", _("Merge conflicts"), ("customers.view_personmerge", "customers.change_mergeconflict")),
     ("analytics", _("Analytics"), ("analytics.view_dashboard", "analytics.view_insight")),
+    ("segments", _("Segments"), ("segments.view_segment",)),
     ("sources", _("Sources"), ("ingest.view_source",)),
     ("settings", _("Settings"), ()),
 ]

@@ -2,7 +2,8 @@ from django.contrib.auth import views as auth_views
 from django.urls import path
 
 from siyu.console import analytics_views as av
-from siyu.console import views
+from siyu.console import clv_views, views
+from siyu.console import segment_views as sv
 
 urlpatterns = [
     path("login/", auth_views.LoginView.as_view(template_name="console/login.html",
@@ -37,4 +38,23 @@ urlpatterns = [
     path("analytics/dashboards/<int:pk>/delete/", av.dashboard_delete, name="analytics_dashboard_delete"),
     path("analytics/dashboards/<int:pk>/export.<str:fmt>", av.dashboard_export, name="analytics_dashboard_export"),
     path("analytics/vega/<str:name>", av.vega_bundle, name="analytics_vega"),
+    path("analytics/clv/", clv_views.clv_model, name="analytics_clv"),
+    # segments, tags and value tiers (console/segment_views.py)
+    path("segments/", sv.segment_list, name="segments"),
+    path("segments/refresh/", sv.segment_refresh_all, name="segments_refresh_all"),
+    path("segments/new/", sv.segment_new, name="segments_new"),
+    path("segments/count/", sv.segment_count, name="segments_count"),
+    path("segments/tags/", sv.tag_list, name="segments_tags"),
+    path("segments/tags/import/", sv.tag_import, name="segments_tag_import"),
+    path("segments/tags/<int:pk>/refresh/", sv.tag_refresh, name="segments_tag_refresh"),
+    path("segments/tags/<int:pk>/delete/", sv.tag_delete, name="segments_tag_delete"),
+    path("segments/tiers/", sv.tier_settings, name="segments_tiers"),
+    path("segments/<int:pk>/", sv.segment_detail, name="segments_detail"),
+    path("segments/<int:pk>/edit/", sv.segment_edit, name="segments_edit"),
+    path("segments/<int:pk>/refresh/", sv.segment_refresh, name="segments_refresh"),
+    path("segments/<int:pk>/persona/", sv.segment_persona, name="segments_persona"),
+    path("segments/<int:pk>/export.csv", sv.segment_export, name="segments_export"),
+    path("segments/<int:pk>/tag/", sv.segment_tag, name="segments_tag"),
+    path("segments/<int:pk>/delete/", sv.segment_delete, name="segments_delete"),
+    path("customers/<int:pk>/tags/", sv.customer_tags, name="customer_tags"),
 ]

@@ -13,15 +13,14 @@ from siyu.api import require
 from siyu.customers import queries
 from siyu.customers.actions import resolve_conflict
 from siyu.customers.models import IdentityKind, MergeConflict, Person
-from siyu.customers.queries import display_name
 from siyu.customers.schemas import (
     ConflictOut,
     MergeOut,
     PersonPage,
-    PersonSummary,
     ProfileOut,
     ResolveConflictIn,
     TimelineItem,
+    person_summary,
 )
 
 router = Router(tags=["customers"])
@@ -39,15 +38,7 @@ def list_customers(request: HttpRequest, q: str = "", channel: str = "", limit: 
     actor = _actor(request)
     qs = queries.search(q, channel)
     page = list(qs[offset : offset + limit])
-    return {"count": qs.count(), "items": [summary(p, actor) for p in page]}
-
-
-def summary(p: Person, actor: Actor) -> PersonSummary:
-    return PersonSummary(
-        id=p.pk, display=display_name(p, actor), acquisition_channel=p.acquisition_channel or None,
-        order_count=p.order_count, total_spend=str(p.total_spend),
-        last_seen=p.last_seen.isoformat() if p.last_seen else None,
-    )
+    return {"count": qs.count(), "items": [person_summary(p, actor) for p in page]}
 
 
 @router.get("/lookup", response=ProfileOut, summary="Find the customer holding an identity")

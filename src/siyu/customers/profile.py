@@ -316,3 +316,13 @@ def fold_profile(merged: Person, into: Person) -> None:
                              "acquisition_channel", "last_touch", "last_touch_at", "referrer"])
     Order.objects.filter(person_id=merged.pk).update(person_id=into.pk)
     refresh_order_stats([into.pk, merged.pk])
+    _move_tags(merged.pk, into.pk)
+
+
+def _move_tags(merged_id: int, into_id: int) -> None:
+    """The survivor carries every tag either carried (once)."""
+    from siyu.segments.models import PersonTag
+
+    held = PersonTag.objects.filter(person_id=into_id).values_list("tag_id", flat=True)
+    PersonTag.objects.filter(person_id=merged_id, tag_id__in=held).delete()
+    PersonTag.objects.filter(person_id=merged_id).update(person_id=into_id)

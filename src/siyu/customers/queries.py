@@ -14,6 +14,7 @@ from siyu.customers.profile import read_pii
 from siyu.privacy import crypto
 from siyu.privacy.actions import audit
 from siyu.privacy.masking import mask
+from siyu.valuation.queries import prediction_dict
 
 # Identity kinds shown masked to roles without the personal-data permission.
 MASKED_KINDS = {"phone", "email", "unionid", "openid", "wecom_id", "user_id", "member_no"}
@@ -128,6 +129,7 @@ def profile(person: Person, actor: Actor, *, with_pii_audit: bool = True) -> dic
             "referrer_id": person.referrer_id,
         },
         "merged_from": merged_ids(person)[1:],
+        "predictions": prediction_dict(person.pk),
     }
 
 

@@ -4,6 +4,11 @@ from typing import Any
 
 from ninja import Schema
 
+from siyu.accounts.actor import Actor
+from siyu.customers.models import Person
+from siyu.customers.queries import display_name
+from siyu.valuation.schemas import PredictionOut
+
 
 class IdentityOut(Schema):
     kind: str
@@ -20,6 +25,7 @@ class ProfileOut(Schema):
     traits: dict[str, Any]
     computed: dict[str, Any]
     merged_from: list[int]
+    predictions: PredictionOut | None
 
 
 class PersonSummary(Schema):
@@ -71,3 +77,12 @@ class ConflictOut(Schema):
 
 class ResolveConflictIn(Schema):
     action: str  # "merge" | "dismiss"
+
+
+def person_summary(p: Person, actor: Actor) -> PersonSummary:
+    """A customer as lists show it (masked by ``actor``'s role)."""
+    return PersonSummary(
+        id=p.pk, display=display_name(p, actor), acquisition_channel=p.acquisition_channel or None,
+        order_count=p.order_count, total_spend=str(p.total_spend),
+        last_seen=p.last_seen.isoformat() if p.last_seen else None,
+    )

@@ -74,13 +74,35 @@ def build_demo(customers: int = 20_000, seed: int = 7, progress: bool = True, *,
     from siyu.accounts.actions import create_user
 
     _user, password = create_user(ADMIN, "admin", superuser=True)
+    segments = _value_and_segments(say)
     elapsed = time.monotonic() - started
     say(f"demo: done in {elapsed:.0f}s")
     return {"status": "built", "username": ADMIN, "password": password, **_summary(), "messages": fed["accepted"],
             "rejected": fed["rejected"], "seconds": round(elapsed, 1),
             "messages_per_second": round(fed["accepted"] / max(elapsed, 1e-9)),
             "time_ingesting_s": fed["ingest_s"], "time_waiting_for_generator_s": fed["generator_wait_s"],
-            "seed": seed, "h5_shop_write_key": _write_key("h5")}
+            "seed": seed, "h5_shop_write_key": _write_key("h5"), **segments}
+
+
+def _value_and_segments(say) -> dict:
+    """Predict every buyer's value and compute the built-in segments, as the server's schedule would."""
+    from siyu.accounts.actor import Actor
+    from siyu.segments.actions import ensure_builtin_segments, refresh_all
+    from siyu.valuation.fitting import ClvError, fit_and_predict
+
+    before = time.monotonic()
+    actor = Actor.system(DEMO_ACTOR)
+    try:
+        model = fit_and_predict(actor)
+        fitted = model.pk
+    except ClvError as exc:  # a tiny demo may not have enough repeat buyers
+        say(f"demo: no CLV model: {exc}")
+        fitted = None
+    ensure_builtin_segments()
+    done = refresh_all(actor)
+    say(f"demo: predicted customer value and refreshed {done['segments']} segments in"
+        f" {time.monotonic() - before:.0f}s")
+    return {"clv_model": fitted, "segments": done["segments"]}
 
 
 def _feed(batches, source_ids: dict[str, int], sessions: int, say) -> dict:

@@ -49,16 +49,21 @@ class Filter(BaseModel):
     @model_validator(mode="after")
     def _check(self) -> Filter:
         _check_field(self.on, self.field)
-        if self.op in ("in", "not_in"):
-            if not isinstance(self.value, list) or not self.value:
-                raise ValueError(f"`{self.op}` needs a non-empty list as value")
-        elif self.op in ("is_set", "is_not_set"):
-            pass
-        elif self.value is None or isinstance(self.value, (list, dict)):
-            raise ValueError(f"`{self.op}` needs one value (a string or a number)")
-        if self.op in ("gt", "gte", "lt", "lte") and not isinstance(self.value, (int, float)):
-            raise ValueError(f"`{self.op}` compares numbers: value must be a number")
+        check_value(self.op, self.value)
         return self
+
+
+def check_value(op: str, value: Any) -> None:
+    """Raise ValueError unless ``value`` suits ``op`` (a list for in/not_in, a number to compare ...)."""
+    if op in ("in", "not_in"):
+        if not isinstance(value, list) or not value:
+            raise ValueError(f"`{op}` needs a non-empty list as value")
+    elif op in ("is_set", "is_not_set"):
+        pass
+    elif value is None or isinstance(value, (list, dict)):
+        raise ValueError(f"`{op}` needs one value (a string or a number)")
+    if op in ("gt", "gte", "lt", "lte") and (not isinstance(value, (int, float)) or isinstance(value, bool)):
+        raise ValueError(f"`{op}` compares numbers: value must be a number")
 
 
 class Breakdown(BaseModel):
@@ -218,7 +223,8 @@ def person_value(p: ir.Table, name: str) -> ir.Value:
     return p[name]
 
 
-def _condition(value: ir.Value, f: Filter, numeric: bool) -> ir.BooleanValue:
+def condition(value: ir.Value, f: Filter, numeric: bool) -> ir.BooleanValue:
+    """``f``'s test (its ``op`` and ``value``) applied to ``value``; NULL never equals anything."""
     v = f.value
     if f.op == "is_set":
         return value.notnull()
@@ -231,7 +237,7 @@ def _condition(value: ir.Value, f: Filter, numeric: bool) -> ir.BooleanValue:
     if f.op == "contains":
         return value.cast("string").contains(str(v))
     if f.op in ("gt", "gte", "lt", "lte"):
-        num = value if numeric else value.cast("float64")
+        num = value if numeric else value.try_cast("float64")
         return {"gt": num > v, "gte": num >= v, "lt": num < v, "lte": num <= v}[f.op]
     target = _coerce(v, numeric)
     if f.op == "eq":
@@ -252,7 +258,7 @@ def apply_filters(engine: Engine, t: ir.Table, filters: list[Filter]) -> ir.Tabl
     """``t`` (events) restricted by event filters, and to persons matching the person filters."""
     for f in filters:
         if f.on == "event":
-            t = t.filter(_condition(event_value(engine, t, f.field), f, f.field in NUMERIC_FIELDS))
+            t = t.filter(condition(event_value(engine, t, f.field), f, f.field in NUMERIC_FIELDS))
     if any(f.on == "person" for f in filters):
         t = t.semi_join(persons_matching(engine, filters).select("person_id"), "person_id")
     return t
@@ -263,7 +269,7 @@ def persons_matching(engine: Engine, filters: list[Filter]) -> ir.Table:
     p = engine.persons()
     for f in filters:
         if f.on == "person":
-            p = p.filter(_condition(person_value(p, f.field), f, f.field in NUMERIC_FIELDS))
+            p = p.filter(condition(person_value(p, f.field), f, f.field in NUMERIC_FIELDS))
     return p
 
 

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class ValuationConfig(AppConfig):
+    name = "siyu.valuation"
+    label = "valuation"
