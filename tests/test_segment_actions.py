@@ -11,6 +11,7 @@ import json
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from django.db import transaction
 
 from siyu.accounts.actions import create_user
 from siyu.accounts.actor import Actor
@@ -184,7 +185,8 @@ def test_tag_every_member_of_a_segment(shop):
 def test_a_merge_moves_tags_to_the_survivor(shop):
     actions.add_tag(ACTOR, "vip", [shop["u-3"]])
     actions.add_tag(ACTOR, "new", [shop["u-3"], shop["u-1"]])
-    merge_persons(shop["u-3"], shop["u-1"], reason="manual", evidence={}, actor_label="test")
+    with transaction.atomic():  # as every caller merges
+        merge_persons(shop["u-3"], shop["u-1"], reason="manual", evidence={}, actor_label="test")
     names = set(PersonTag.objects.filter(person_id=shop["u-1"]).values_list("tag__name", flat=True))
     assert names == {"vip", "new"}
     assert not PersonTag.objects.filter(person_id=shop["u-3"]).exists()
