@@ -24,6 +24,7 @@ bench: install
 	.venv/bin/python benchmarks/bench_demo.py
 	.venv/bin/python benchmarks/bench_analytics.py
 	.venv/bin/python benchmarks/bench_dashboard.py
+	.venv/bin/python benchmarks/bench_segments.py
 
 messages: install
 	.venv/bin/python scripts/compile_messages.py

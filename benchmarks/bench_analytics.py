@@ -28,17 +28,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import _demo_store as ds  # noqa: E402
 
 FIGURE_CUSTOMERS, FIGURE_SECONDS = 1_000_000, 1.0
 
@@ -57,68 +56,12 @@ FLOOR_SCAN: dict[str, tuple[tuple[str, ...], tuple[str, ...] | None, str]] = {
 
 
 # -- data ---------------------------------------------------------------------------------------
-def _setup(data_dir: str) -> None:
-    os.environ["SIYU_DATA_DIR"] = data_dir
-    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "siyu.settings")
-    import django
-
-    django.setup()
-    from siyu.cli import ensure_migrated
-
-    ensure_migrated()
-
-
 def _prepare(args: argparse.Namespace):
-    """The event store to measure: the given demo folder, or a demo built now; persons synced."""
-    from siyu.analytics.engine import get_store
-    from siyu.analytics.sync import sync_all
-
-    if args.data_dir is None:
-        from siyu.demo.build import build_demo
-
-        t0 = time.monotonic()
-        result = build_demo(customers=args.customers, seed=args.seed, progress=True)
-        print(f"built the demo ({result.get('messages', '?'):,} messages) in {time.monotonic() - t0:.0f}s",
-              file=sys.stderr)
-    store = get_store()
-    print(f"sync: {sync_all(store)}", file=sys.stderr)
-    if args.replicate > 1 or args.sort_by_local_time:
-        store = replicate(store, args.replicate, args.data_dir or os.environ["SIYU_DATA_DIR"],
-                          "-sorted" if args.sort_by_local_time else "")
+    """The event store to measure (``_demo_store.prepare``), in local-time order when asked."""
+    store = ds.prepare(args, suffix="-sorted" if args.sort_by_local_time else "")
     if args.sort_by_local_time:
         sort_by_local_time(store)  # on the copy: it rewrites the table
     return store
-
-
-def replicate(store, copies: int, data_dir: str, suffix: str = ""):
-    """A store holding ``copies`` copies of ``store``'s events, persons and merges, person ids shifted
-    so each copy is a separate set of customers (uuids suffixed). The source is only read; the copy
-    is kept beside the data folder and reused by later runs."""
-    from siyu.analytics.engine import EventStore
-
-    folder = Path(f"{data_dir.rstrip('/')}-x{copies}{suffix}")
-    path = folder / "events.duckdb"
-    if path.exists():
-        print(f"reusing the {copies}x copy in {folder}", file=sys.stderr)
-        return EventStore(path)
-    folder.mkdir(parents=True)
-    EventStore(path).close()  # the schema and views
-    t0 = time.monotonic()
-    cur = store.cursor()
-    shift = cur.execute("SELECT coalesce(max(person_id), 0) + 1 FROM"
-                        " (SELECT person_id FROM events UNION ALL SELECT person_id FROM persons)").fetchone()[0]
-    cur.execute(f"ATTACH '{path}' AS rep")
-    for k in range(copies):
-        off = k * shift
-        cur.execute(f"INSERT INTO rep.events SELECT * REPLACE (uuid || '~{k}' AS uuid, person_id + {off}"
-                    f" AS person_id) FROM events")
-        cur.execute(f"INSERT INTO rep.persons SELECT * REPLACE (person_id + {off} AS person_id,"
-                    f" referrer_id + {off} AS referrer_id) FROM persons")
-        cur.execute(f"INSERT INTO rep.person_overrides SELECT old_person_id + {off}, person_id + {off},"
-                    f" merged_at FROM person_overrides")
-    cur.execute("DETACH rep")
-    print(f"replicated the store {copies}x into {path} in {time.monotonic() - t0:.0f}s", file=sys.stderr)
-    return EventStore(path)
 
 
 def sort_by_local_time(store) -> None:
@@ -143,30 +86,7 @@ def sort_by_local_time(store) -> None:
     store.generation += 1
 
 
-def _describe(cur) -> dict[str, Any]:
-    customers = cur.execute("SELECT count(*) FROM analytics_persons").fetchone()[0]
-    events, last = cur.execute("SELECT count(*), max(local_ts) FROM analytics_events").fetchone()
-    orders = cur.execute("SELECT count(*) FROM events WHERE event = 'Order Completed'").fetchone()[0]
-    return {"customers": customers, "events": events, "orders": orders, "last_day": last.date()}
-
-
 # -- timing -------------------------------------------------------------------------------------
-def _timed(fn: Callable[[], Any]) -> tuple[float, Any]:
-    t0 = time.perf_counter()
-    out = fn()
-    return time.perf_counter() - t0, out
-
-
-def _median(fn: Callable[[], Any], repeats: int) -> tuple[float, float, Any]:
-    """(first run's seconds, median seconds of ``repeats`` further runs, the last answer)."""
-    cold, out = _timed(fn)
-    warm = []
-    for _ in range(repeats):
-        seconds, out = _timed(fn)
-        warm.append(seconds)
-    return cold, statistics.median(warm), out
-
-
 def floor_sql(kind: str, query) -> str:
     """A plain scan of the columns ``kind`` reads over the rows it reads, each column aggregated."""
     columns, events, span = FLOOR_SCAN[kind]
@@ -191,14 +111,14 @@ def measure(kind: str, body: dict, engine, frame, repeats: int, pandas: bool) ->
     from siyu.analytics.queries import REGISTRY, parse_query, run_query
 
     query = parse_query(body)
-    cold, warm, answer = _median(lambda: run_query(body, engine, use_cache=False), repeats)
+    cold, warm, answer = ds.median(lambda: run_query(body, engine, use_cache=False), repeats)
     sql = floor_sql(kind, query)
     cur = engine.store.cursor()
-    _fcold, floor, _ = _median(lambda: cur.execute(sql).fetchall(), repeats)
+    _fcold, floor, _ = ds.median(lambda: cur.execute(sql).fetchall(), repeats)
     out = {"kind": kind, "cold_s": cold, "warm_s": warm, "floor_s": floor, "floor_sql": sql, "repeats": repeats}
     if pandas:
         runner = REGISTRY[kind](query, engine)
-        _pcold, pwarm, theirs = _median(lambda: runner.calculate(pdq.FRAMES[kind](frame, query)),
+        _pcold, pwarm, theirs = ds.median(lambda: runner.calculate(pdq.FRAMES[kind](frame, query)),
                                         max(1, min(repeats, 3)))
         diffs = pdq.compare(answer.model_dump(), theirs.model_dump())
         if diffs:
@@ -214,17 +134,17 @@ def profile(kind: str, body: dict, engine, repeats: int, explain_dir: Path | Non
 
     query = parse_query(body)
     runner = REGISTRY[kind](query, engine)
-    build_s, exprs = _timed(runner.build)
+    build_s, exprs = ds.timed(runner.build)
     parts = [f"build {build_s * 1000:.0f} ms"]
     frames = {}
     for name, expr in exprs.items():
-        _c, seconds, frames[name] = _median(lambda e=expr: engine.execute(e), max(1, repeats // 2))
+        _c, seconds, frames[name] = ds.median(lambda e=expr: engine.execute(e), max(1, repeats // 2))
         parts.append(f"{name} {seconds * 1000:.0f} ms")
         if explain_dir is not None:
             sql = engine.compile(expr)
             plan = engine.store.cursor().execute(f"EXPLAIN ANALYZE {sql}").fetchall()
             (explain_dir / f"{kind}.{name}.txt").write_text(sql + "\n\n" + "\n".join(r[-1] for r in plan))
-    calc_s, _ = _timed(lambda: runner.calculate(frames))
+    calc_s, _ = ds.timed(lambda: runner.calculate(frames))
     parts.append(f"calculate {calc_s * 1000:.0f} ms")
     print(f"  {kind}: " + ", ".join(parts))
 
@@ -242,14 +162,9 @@ def _line(m: dict[str, Any]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", help="a folder holding a built demo (default: build one in a new folder)")
-    parser.add_argument("--customers", type=int, default=FIGURE_CUSTOMERS, help="customers of the demo to build")
-    parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--replicate", type=int, default=1,
-                        help="measure a copy holding the demo this many times over (disjoint customers)")
+    ds.add_data_arguments(parser, customers=FIGURE_CUSTOMERS, repeats=7)
     parser.add_argument("--sort-by-local-time", action="store_true",
                         help="what-if, on a copy of the store (--replicate N, default 1): events in local-time order")
-    parser.add_argument("--repeats", type=int, default=7, help="warm runs per query (median reported)")
     parser.add_argument("--kinds", default="trends,retention,funnel,repurchase,rfm")
     parser.add_argument("--no-pandas", action="store_true", help="skip the pandas baseline and its check")
     parser.add_argument("--profile", action="store_true", help="time each runner's expressions separately")
@@ -257,7 +172,7 @@ def main() -> None:
     parser.add_argument("--json", action="store_true", help="also print the measurements as one JSON line")
     args = parser.parse_args()
     data_dir = args.data_dir or tempfile.mkdtemp(prefix="siyu-bench-analytics-")
-    _setup(data_dir)
+    ds.setup(data_dir)
     print(f"data folder: {data_dir}", file=sys.stderr)
     store = _prepare(args)
     run(args, store)
@@ -270,14 +185,12 @@ def run(args: argparse.Namespace, store) -> None:
 
     engine = DuckDBEngine(store)
     cur = store.cursor()
-    facts = _describe(cur)
-    threads = cur.execute("SELECT current_setting('threads')").fetchone()[0]
+    facts = ds.describe(cur)
     print(f"\nanalytics on {facts['customers']:,} customers, {facts['events']:,} events ({facts['orders']:,} orders),"
-          f" last day {facts['last_day']}; DuckDB {threads} threads, {os.cpu_count()} CPUs,"
-          f" load average {os.getloadavg()[0]:.1f}")
+          f" last day {facts['last_day']}; {ds.machine(cur)}")
     frame = None
     if not args.no_pandas:
-        seconds, frame = _timed(lambda: pdq.load_events(cur))
+        seconds, frame = ds.timed(lambda: pdq.load_events(cur))
         print(f"pandas: loaded {len(frame):,} events in {seconds:.1f}s"
               f" ({frame.memory_usage(deep=True).sum() / 2**20:,.0f} MiB; not timed below)")
     bodies = pdq.bodies(facts["last_day"])
