@@ -50,6 +50,17 @@ def emit(args: argparse.Namespace, data: Any, human: Callable[[Any], str] | None
         print(human(data))
 
 
+def json_object(text: str, option: str, what: str = "") -> dict[str, Any]:
+    """The JSON object an option holds; CliError naming the option and where the JSON breaks."""
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise CliError(f"{option} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    if not isinstance(body, dict):
+        raise CliError(f"{option} must be a JSON object{what}")
+    return body
+
+
 def ask_server(args: argparse.Namespace, method: str, path: str, body: Any = None) -> Any:
     """``siyu serve`` holds the event store: send the same request to it (``accounts.local``)."""
     from siyu.accounts import local
@@ -226,12 +237,7 @@ def cmd_query(args: argparse.Namespace) -> None:
     from siyu.analytics.engine import EventStoreBusy, get_store
     from siyu.analytics.queries import QueryError, run_query
 
-    try:
-        body = json.loads(args.query) if args.query else {}
-    except json.JSONDecodeError as exc:
-        raise CliError(f"--query is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    if not isinstance(body, dict):
-        raise CliError("--query must be a JSON object")
+    body = json_object(args.query, "--query") if args.query else {}
     body = {**body, "kind": args.kind} if "kind" not in body else body
     if body["kind"] != args.kind:
         raise CliError(f"the body's kind {body['kind']!r} differs from the command's {args.kind!r}")

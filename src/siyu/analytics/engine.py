@@ -11,7 +11,8 @@ from __future__ import annotations
 import itertools
 import json
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -240,28 +241,15 @@ class EventStore:
             )
         select = ", ".join(name if name in table.column_names else _GENERATED.get(name, "NULL")
                            for name, _sql, _arrow in EVENT_COLUMNS)
-        with self._lock:
-            cur = self._con.cursor()
-            cur.register("_incoming", table)
-            try:
-                cur.execute("BEGIN")
-                cur.execute(f"INSERT INTO events ({_COLUMN_NAMES}, local_ts)"
-                            f" SELECT {select}, timezone('{self.tz}', timestamp) FROM _incoming")
-                if position is not None:
-                    cur.execute(_SET_POSITION, list(position))
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            finally:
-                cur.unregister("_incoming")
-            self.generation += 1
+        with self._writing(table) as cur:
+            cur.execute(f"INSERT INTO events ({_COLUMN_NAMES}, local_ts)"
+                        f" SELECT {select}, timezone('{self.tz}', timestamp) FROM _incoming")
+            if position is not None:
+                cur.execute(_SET_POSITION, list(position))
 
     def apply_overrides(self, pairs: Iterable[tuple[int, int, datetime]]) -> None:
         """Record merged -> surviving person, keeping every chain one hop long."""
-        with self._lock:
-            cur = self._con.cursor()
-            cur.execute("BEGIN")
+        with self._writing() as cur:
             for old, new, at in pairs:
                 cur.execute("UPDATE person_overrides SET person_id = ? WHERE person_id = ?", [new, old])
                 cur.execute(
@@ -269,8 +257,6 @@ class EventStore:
                     " DO UPDATE SET person_id = excluded.person_id, merged_at = excluded.merged_at",
                     [old, new, at],
                 )
-            cur.execute("COMMIT")
-            self.generation += 1
 
     def replace_persons(self, table: pa.Table, signature: tuple[str, int] | None = None) -> None:
         """Swap in a new copy of the persons table (``sync.sync_persons``), remembering
@@ -284,22 +270,35 @@ class EventStore:
                       signature)
 
     def _replace(self, name: str, table: pa.Table, insert: str, signature: tuple[str, int] | None) -> None:
+        with self._writing(table) as cur:
+            cur.execute(f"DELETE FROM {name}")
+            cur.execute(insert)
+            if signature is not None:
+                cur.execute(_SET_POSITION, list(signature))
+
+    @contextmanager
+    def _writing(self, incoming: pa.Table | None = None, *, changes_analytics: bool = True
+                 ) -> Iterator[duckdb.DuckDBPyConnection]:
+        """One write transaction (``incoming`` readable as ``_incoming``), rolled back on any error.
+
+        Writes that change what analytics read bump ``generation``, which retires cached answers.
+        """
         with self._lock:
             cur = self._con.cursor()
-            cur.register("_incoming", table)
+            if incoming is not None:
+                cur.register("_incoming", incoming)
             try:
                 cur.execute("BEGIN")
-                cur.execute(f"DELETE FROM {name}")
-                cur.execute(insert)
-                if signature is not None:
-                    cur.execute(_SET_POSITION, list(signature))
+                yield cur
                 cur.execute("COMMIT")
             except BaseException:
                 cur.execute("ROLLBACK")
                 raise
             finally:
-                cur.unregister("_incoming")
-            self.generation += 1
+                if incoming is not None:
+                    cur.unregister("_incoming")
+            if changes_analytics:
+                self.generation += 1
 
     # -- segment membership --------------------------------------------------
     def replace_segment_members(self, segment_id: int, person_ids: pa.Array, at: datetime) -> dict[str, int]:
@@ -310,44 +309,31 @@ class EventStore:
         what analytics queries read, so the store's generation stays.
         """
         incoming = pa.table({"person_id": pa.array(person_ids, type=pa.int64())})
-        with self._lock:
-            cur = self._con.cursor()
-            cur.register("_members", incoming)
-            try:
-                cur.execute("BEGIN")
-                cur.execute("CREATE OR REPLACE TEMP TABLE _new AS SELECT DISTINCT person_id FROM _members")
-                cur.execute("CREATE OR REPLACE TEMP TABLE _old AS SELECT person_id FROM segment_members"
-                            " WHERE segment_id = ?", [segment_id])
-                entered = cur.execute(
-                    "INSERT INTO segment_changes SELECT ?, person_id, 'entered', ? FROM"
-                    " (SELECT person_id FROM _new EXCEPT SELECT person_id FROM _old)", [segment_id, at]
-                ).fetchone()[0]
-                left = cur.execute(
-                    "INSERT INTO segment_changes SELECT ?, person_id, 'left', ? FROM"
-                    " (SELECT person_id FROM _old EXCEPT SELECT person_id FROM _new)", [segment_id, at]
-                ).fetchone()[0]
-                if entered or left:
-                    cur.execute("DELETE FROM segment_members WHERE segment_id = ?", [segment_id])
-                    cur.execute("INSERT INTO segment_members SELECT ?, person_id FROM _new", [segment_id])
-                size = cur.execute("SELECT count(*) FROM _new").fetchone()[0]
-                cur.execute("DROP TABLE _new")
-                cur.execute("DROP TABLE _old")
-                cur.execute("COMMIT")
-            except BaseException:
-                cur.execute("ROLLBACK")
-                raise
-            finally:
-                cur.unregister("_members")
+        with self._writing(incoming, changes_analytics=False) as cur:
+            cur.execute("CREATE OR REPLACE TEMP TABLE _new AS SELECT DISTINCT person_id FROM _incoming")
+            cur.execute("CREATE OR REPLACE TEMP TABLE _old AS SELECT person_id FROM segment_members"
+                        " WHERE segment_id = ?", [segment_id])
+            entered = cur.execute(
+                "INSERT INTO segment_changes SELECT ?, person_id, 'entered', ? FROM"
+                " (SELECT person_id FROM _new EXCEPT SELECT person_id FROM _old)", [segment_id, at]
+            ).fetchone()[0]
+            left = cur.execute(
+                "INSERT INTO segment_changes SELECT ?, person_id, 'left', ? FROM"
+                " (SELECT person_id FROM _old EXCEPT SELECT person_id FROM _new)", [segment_id, at]
+            ).fetchone()[0]
+            if entered or left:
+                cur.execute("DELETE FROM segment_members WHERE segment_id = ?", [segment_id])
+                cur.execute("INSERT INTO segment_members SELECT ?, person_id FROM _new", [segment_id])
+            size = cur.execute("SELECT count(*) FROM _new").fetchone()[0]
+            cur.execute("DROP TABLE _new")
+            cur.execute("DROP TABLE _old")
         return {"size": size, "entered": entered, "left": left}
 
     def drop_segment(self, segment_id: int) -> None:
         """Forget a deleted segment's members and changes."""
-        with self._lock:
-            cur = self._con.cursor()
-            cur.execute("BEGIN")
+        with self._writing(changes_analytics=False) as cur:
             cur.execute("DELETE FROM segment_members WHERE segment_id = ?", [segment_id])
             cur.execute("DELETE FROM segment_changes WHERE segment_id = ?", [segment_id])
-            cur.execute("COMMIT")
 
     def segment_members(self, segment_id: int, *, offset: int = 0, limit: int | None = 100) -> list[int]:
         """Member person ids in ascending order (``limit=None``: all of them)."""

@@ -134,8 +134,9 @@ def manual_tag_names() -> list[str]:
 
 # -- the rule checker, before saving ---------------------------------------------------------------
 def check_references(body: dict[str, Any], segment: Segment | None = None) -> None:
-    """Build (not run) the rule's query as if ``segment`` already had it, so a loop through
-    other segments is refused before anything is saved. Raises RuleError."""
+    """Build (not run) the rule's query as if ``segment`` already had it, so the live count
+    reports a loop through other segments while the rule is edited. Raises RuleError.
+    (Saving is checked again by ``segments.actions``.)"""
     rule = parse_rule(body)
     context = queries.context()
     if segment is not None:

@@ -129,7 +129,6 @@ def render_editor(request: HttpRequest, form: SegmentForm, segment: Segment | No
 def save_segment(request: HttpRequest, form: SegmentForm, segment: Segment | None) -> HttpResponse:
     actor, data = actor_of(request), form.cleaned_data
     try:
-        segment_queries.check_references(data["rule"], segment)
         if segment is None:
             segment = actions.create_segment(actor, data["name"], data["rule"], data["description"])
         else:
@@ -321,8 +320,6 @@ def tag_list(request: HttpRequest) -> HttpResponse:
 def create_tag(request: HttpRequest, form: TagForm) -> HttpResponse:
     data, actor = form.cleaned_data, actor_of(request)
     try:
-        if data["rule"] is not None:
-            segment_queries.check_references(data["rule"])
         tag = actions.create_tag(actor, data["name"], data["description"], data["rule"])
     except RuleError as exc:
         return render(request, "console/segments/tags.html",

@@ -48,13 +48,17 @@ def _rule(body: Any, *, segment: Segment | None = None) -> dict[str, Any]:
     """The rule in canonical JSON form; raises RuleError (a ValueError) naming each bad field, or
     SegmentError when it names a missing segment or reaches ``segment`` itself."""
     rule = parse_rule(body)
-    for node in walk(rule.root):
-        if isinstance(node, SegmentCondition):
-            if not Segment.objects.filter(pk=node.segment).exists():
-                raise SegmentError(f"no segment {node.segment}")
-            if segment is not None and _reaches(node.segment, segment.pk):
-                raise SegmentError("a segment cannot contain itself (directly or through another segment)")
+    for pk in _referenced(rule.root):
+        if not Segment.objects.filter(pk=pk).exists():
+            raise SegmentError(f"no segment {pk}")
+        if segment is not None and _reaches(pk, segment.pk):
+            raise SegmentError("a segment cannot contain itself (directly or through another segment)")
     return rule.to_json()
+
+
+def _referenced(node: Any) -> list[int]:
+    """The ids of the segments a rule's ``segment`` conditions name."""
+    return [n.segment for n in walk(node) if isinstance(n, SegmentCondition)]
 
 
 def _reaches(start: int, target: int) -> bool:
@@ -69,7 +73,7 @@ def _reaches(start: int, target: int) -> bool:
         seen.add(pk)
         body = Segment.objects.filter(pk=pk).values_list("rule", flat=True).first()
         if body:
-            frontier += [n.segment for n in walk(parse_rule(body).root) if isinstance(n, SegmentCondition)]
+            frontier += _referenced(parse_rule(body).root)
     return False
 
 
@@ -104,8 +108,7 @@ def update_segment(actor: Actor, segment: Segment, name: str, rule: Any, descrip
 def delete_segment(actor: Actor, segment: Segment) -> None:
     if segment.builtin:
         raise SegmentError("built-in segments cannot be deleted")
-    users = [s.name for s in Segment.objects.exclude(pk=segment.pk)
-             if any(isinstance(n, SegmentCondition) and n.segment == segment.pk for n in walk(parse_rule(s.rule).root))]
+    users = [s.name for s in Segment.objects.exclude(pk=segment.pk) if segment.pk in _referenced(parse_rule(s.rule).root)]
     if users:
         raise SegmentError(f"segment {segment.pk} is used by: {', '.join(users)}")
     pk = segment.pk
@@ -261,17 +264,22 @@ def _surviving(person_ids: Iterable[int]) -> list[int]:
         raise SegmentError("no customers given")
     if len(ids) > MAX_TAG_PEOPLE:
         raise SegmentError(f"at most {MAX_TAG_PEOPLE:,} customers at once")
-    found: set[int] = set()
-    for start in range(0, len(ids), 20_000):
-        chunk = ids[start:start + 20_000]
-        found |= set(Person.objects.filter(pk__in=chunk, merged_into__isnull=True, erased_at__isnull=True)
-                     .values_list("pk", flat=True))
+    found = _live(ids)
     missing = [pk for pk in ids if pk not in found]
     if missing:
         shown = ", ".join(str(pk) for pk in missing[:5])
         raise SegmentError(f"{len(missing)} unknown or merged customer ids: {shown}"
                            + (" ..." if len(missing) > 5 else ""))
     return ids
+
+
+def _live(ids: list[int]) -> set[int]:
+    """Those of the sorted ``ids`` that are customers now (neither merged nor erased)."""
+    found: set[int] = set()
+    for start in range(0, len(ids), 20_000):
+        found |= set(Person.objects.filter(pk__in=ids[start:start + 20_000], merged_into__isnull=True,
+                                           erased_at__isnull=True).values_list("pk", flat=True))
+    return found
 
 
 def tag_segment(actor: Actor, name: str, segment: Segment) -> int:
@@ -354,12 +362,8 @@ def refresh_rule_tag(actor: Actor, tag: Tag, *, engine: Engine | None = None) ->
     """Put the tag on exactly the customers its rule matches now."""
     if not tag.is_rule:
         raise SegmentError(f"tag {tag.name!r} has no rule")
-    want = set(queries.member_ids(parse_rule(tag.rule), engine=engine))
+    live = _live(queries.member_ids(parse_rule(tag.rule), engine=engine))  # the copy may lag a merge
     have = set(PersonTag.objects.filter(tag=tag).values_list("person_id", flat=True))
-    live, wanted = set(), sorted(want)
-    for start in range(0, len(wanted), 20_000):
-        chunk = wanted[start:start + 20_000]
-        live |= set(Person.objects.filter(pk__in=chunk, merged_into__isnull=True).values_list("pk", flat=True))
     add, drop = live - have, have - live
     with transaction.atomic():
         PersonTag.objects.bulk_create([PersonTag(person_id=pk, tag=tag, origin=PersonTag.Origin.RULE,
@@ -395,15 +399,14 @@ def export_members(actor: Actor, segment: Segment) -> Iterable[str]:
         csv.writer(out).writerow(values)
         return out.getvalue()
 
+    def show(kind: str, value: str | None) -> str:
+        return (value if unmasked else mask(kind, value)) or ""
+
     yield "\ufeff" + line(EXPORT_COLUMNS)  # a BOM, so spreadsheet programs read the Chinese names as UTF-8
     for start in range(0, len(ids), 5000):
         persons = Person.objects.filter(pk__in=ids[start:start + 5000]).order_by("pk")
         for p in persons:
             pii = read_pii(p)
-
-            def show(kind: str, value: str | None) -> str:
-                return (value if unmasked else mask(kind, value)) or ""
-
             yield line((p.pk, show("name", pii.get("name")), show("phone", pii.get("phone")),
                         show("email", pii.get("email")), p.acquisition_channel, p.order_count, p.total_spend,
                         p.last_seen.isoformat() if p.last_seen else ""))

@@ -11,10 +11,7 @@ from ninja import File, Form, Query, Router, Status
 from ninja.files import UploadedFile
 
 from siyu.accounts.actor import Actor
-from siyu.analytics.engine import get_store
 from siyu.api import require
-from siyu.customers.models import Person
-from siyu.customers.schemas import person_summary as summary
 from siyu.segments import actions, queries
 from siyu.segments.models import Segment, Tag, TierSettings
 from siyu.segments.rules import RuleError
@@ -37,6 +34,7 @@ from siyu.segments.schemas import (
     TiersOut,
     refresh_out,
     segment_out,
+    tag_out,
 )
 
 router = Router(tags=["segments"])
@@ -163,11 +161,7 @@ def members(request: HttpRequest, segment_id: int, limit: int = Query(50, ge=1, 
     require(request, "segments.view_segment")
     require(request, "customers.view_person")
     segment = get_object_or_404(Segment, pk=segment_id)
-    store = get_store()
-    ids = store.segment_members(segment.pk, offset=offset, limit=limit)
-    actor = _actor(request)
-    people = Person.objects.in_bulk(ids)
-    return {"count": store.segment_size(segment.pk), "items": [summary(people[i], actor) for i in ids if i in people]}
+    return queries.stored_members(segment.pk, _actor(request), offset=offset, limit=limit)
 
 
 @router.get("/{segment_id}/changes", response=ChangesOut,
@@ -178,9 +172,7 @@ def changes(request: HttpRequest, segment_id: int, since: datetime | None = None
     since = since or datetime.now(UTC) - timedelta(days=1)
     if since.tzinfo is None:
         since = since.replace(tzinfo=UTC)
-    rows = get_store().segment_changes(segment.pk, since, limit=100_000)
-    return {"since": since, "entered": [p for p, c, _at in rows if c == "entered"],
-            "left": [p for p, c, _at in rows if c == "left"]}
+    return queries.changes(segment.pk, since)
 
 
 @router.get("/{segment_id}/sizes", response=list[RefreshOut], summary="The segment's size at each refresh")
@@ -209,15 +201,10 @@ def export(request: HttpRequest, segment_id: int):
 
 
 # -- tags ---------------------------------------------------------------------------------------------
-def _tag_out(tag: Tag) -> dict[str, Any]:
-    return {"name": tag.name, "description": tag.description, "rule": tag.rule, "people": tag.people.count(),
-            "refreshed_at": tag.refreshed_at}
-
-
 @tags_router.get("", response=list[TagOut], summary="List tags")
 def list_tags(request: HttpRequest):
     require(request, "segments.view_tag")
-    return [_tag_out(t) for t in Tag.objects.all()]
+    return [tag_out(t) for t in Tag.objects.all()]
 
 
 @tags_router.post("", response={201: TagOut, 422: ErrorOut}, summary="Create a tag (by hand, or kept by a rule)")
@@ -229,7 +216,7 @@ def create_tag(request: HttpRequest, body: TagIn):
             actions.refresh_rule_tag(_actor(request), tag)
     except ValueError as exc:
         return _invalid(exc)
-    return Status(201, _tag_out(tag))
+    return Status(201, tag_out(tag))
 
 
 @tags_router.delete("/{name}", response={204: None}, summary="Delete a tag (it leaves every customer)")

@@ -14,17 +14,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from siyu.cli import CliError, ask_server, emit
+from siyu.cli import CliError, ask_server, emit, json_object
 
 
 def _rule(text: str, option: str = "--rule") -> dict[str, Any]:
-    try:
-        body = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CliError(f"{option} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
-    if not isinstance(body, dict):
-        raise CliError(f"{option} must be a JSON object (a rule: docs/segments.md)")
-    return body
+    return json_object(text, option, " (a rule: docs/segments.md)")
 
 
 def _run(args: argparse.Namespace, work: Callable[[], Any], api: tuple[str, str, Any] | None = None) -> Any:
@@ -135,18 +129,14 @@ def cmd_refresh(args: argparse.Namespace) -> None:
 
 def cmd_members(args: argparse.Namespace) -> None:
     from siyu.accounts.actor import cli_actor
-    from siyu.analytics.engine import get_store
-    from siyu.customers.models import Person
-    from siyu.customers.schemas import person_summary as summary
+    from siyu.segments import queries
+    from siyu.segments.schemas import MembersOut
 
     segment = _segment(args.segment)
 
     def work() -> dict[str, Any]:
-        store = get_store()
-        ids = store.segment_members(segment.pk, offset=args.offset, limit=args.limit)
-        people = Person.objects.in_bulk(ids)
-        return {"count": store.segment_size(segment.pk),
-                "items": [summary(people[pk], cli_actor()).model_dump(mode="json") for pk in ids if pk in people]}
+        page = queries.stored_members(segment.pk, cli_actor(), offset=args.offset, limit=args.limit)
+        return MembersOut(**page).model_dump(mode="json")
 
     path = f"/api/v1/segments/{segment.pk}/members?limit={max(args.limit, 1)}&offset={args.offset}"
     emit(args, _run(args, work, ("GET", path, None)),
@@ -157,17 +147,13 @@ def cmd_members(args: argparse.Namespace) -> None:
 def cmd_changes(args: argparse.Namespace) -> None:
     from urllib.parse import quote
 
-    from siyu.analytics.engine import get_store
+    from siyu.segments import queries
+    from siyu.segments.schemas import ChangesOut
 
     segment = _segment(args.segment)
     since = datetime.now(UTC) - timedelta(hours=args.hours)
-
-    def work() -> dict[str, Any]:
-        rows = get_store().segment_changes(segment.pk, since, limit=1_000_000)
-        return {"since": since.isoformat(), "entered": [p for p, c, _ in rows if c == "entered"],
-                "left": [p for p, c, _ in rows if c == "left"]}
-
-    data = _run(args, work, ("GET", f"/api/v1/segments/{segment.pk}/changes?since={quote(since.isoformat())}", None))
+    data = _run(args, lambda: ChangesOut(**queries.changes(segment.pk, since)).model_dump(mode="json"),
+                ("GET", f"/api/v1/segments/{segment.pk}/changes?since={quote(since.isoformat())}", None))
     emit(args, data, lambda d: f"since {d['since'][:16]}: {len(d['entered'])} entered, {len(d['left'])} left")
 
 
@@ -223,9 +209,9 @@ def cmd_tiers(args: argparse.Namespace) -> None:
 # -- tag ----------------------------------------------------------------------------------------
 def cmd_tag_list(args: argparse.Namespace) -> None:
     from siyu.segments.models import Tag
+    from siyu.segments.schemas import TagOut, tag_out
 
-    rows = [{"name": t.name, "description": t.description, "rule": t.rule, "people": t.people.count()}
-            for t in Tag.objects.all()]
+    rows = [TagOut(**tag_out(t)).model_dump(mode="json") for t in Tag.objects.all()]
     emit(args, rows, lambda rs: "\n".join(f"{r['name']:<24} {r['people']:>8,}  {'rule' if r['rule'] else 'manual'}"
                                           for r in rs) or "no tags")
 

@@ -15,10 +15,14 @@ import pandas as pd
 from django.conf import settings
 from pydantic import BaseModel, Field
 
+from siyu.accounts.actor import Actor
+from siyu.analytics.engine import get_store
 from siyu.analytics.engines import Engine, get_engine
 from siyu.analytics.queries.base import person_value
 from siyu.analytics.queries.repurchase import money, rate
 from siyu.analytics.queries.rfm import EIGHT
+from siyu.customers.models import Person
+from siyu.customers.schemas import person_summary
 from siyu.segments.compiler import Compiler, Context, Thresholds
 from siyu.segments.models import Segment, TierSettings
 from siyu.segments.rules import LIFECYCLE_STAGES, VALUE_TIERS, Rule, parse_rule
@@ -70,6 +74,27 @@ def member_ids(rule: Rule, *, engine: Engine | None = None, now: datetime | None
     if limit is not None:
         m = m.limit(limit)
     return [int(x) for x in c.engine.execute(m)["person_id"]]
+
+
+# -- stored membership (the last refresh) ---------------------------------------------------------
+MAX_CHANGES = 1_000_000
+
+
+def stored_members(segment_id: int, actor: Actor, *, offset: int = 0, limit: int = 50) -> dict[str, Any]:
+    """One page of a segment's members as customer summaries (masked by ``actor``), and how many
+    there are."""
+    store = get_store()
+    ids = store.segment_members(segment_id, offset=offset, limit=limit)
+    people = Person.objects.in_bulk(ids)
+    return {"count": store.segment_size(segment_id),
+            "items": [person_summary(people[pk], actor) for pk in ids if pk in people]}
+
+
+def changes(segment_id: int, since: datetime) -> dict[str, Any]:
+    """Who entered and who left a segment at the refreshes since ``since``."""
+    rows = get_store().segment_changes(segment_id, since, limit=MAX_CHANGES)
+    return {"since": since, "entered": [p for p, c, _at in rows if c == "entered"],
+            "left": [p for p, c, _at in rows if c == "left"]}
 
 
 # -- persona --------------------------------------------------------------------------------------

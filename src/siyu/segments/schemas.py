@@ -10,7 +10,7 @@ from ninja import Schema
 from pydantic import Field
 
 from siyu.customers.schemas import PersonSummary
-from siyu.segments.models import Segment, SegmentRefresh
+from siyu.segments.models import Segment, SegmentRefresh, Tag
 
 RULE_HELP = "a segment rule: {\"and\"|\"or\": [...]}, {\"not\": node} or a condition (docs/segments.md)"
 
@@ -131,3 +131,8 @@ def segment_out(segment: Segment) -> dict[str, Any]:
 def refresh_out(r: SegmentRefresh) -> dict[str, Any]:
     return {"segment": r.segment_id, "at": r.at, "size": r.size, "entered": r.entered, "left": r.left,
             "duration_ms": r.duration_ms, "engine": r.engine}
+
+
+def tag_out(tag: Tag) -> dict[str, Any]:
+    return {"name": tag.name, "description": tag.description, "rule": tag.rule, "people": tag.people.count(),
+            "refreshed_at": tag.refreshed_at}
