@@ -228,3 +228,34 @@ def test_clv_refuses_bad_horizon(bg, gg, summary):
         clv(bg, gg, summary, 0, 0.01)
     with pytest.raises(ValueError, match="discount_rate"):
         clv(bg, gg, summary, 12, -0.1)
+
+
+# -- the fast paths -----------------------------------------------------------------------
+@pytest.mark.parametrize("unit_days", [1.0, 7.0, None])
+def test_distinct_rows_match_a_plain_grouping(unit_days):
+    from siyu.clv.models import _distinct_rows
+
+    rng = np.random.default_rng(3)
+    x = rng.integers(0, 6, 5_000).astype(float)
+    T_days = rng.integers(0, 40, 5_000)
+    t_days = np.where(x > 0, rng.integers(0, 40, 5_000) % (T_days + 1), 0)
+    # whole days or weeks take the integer-code path; arbitrary floats the sorted-values path
+    scale = rng.random() + 0.5 if unit_days is None else 1.0 / unit_days
+    t_x, T = t_days * scale, T_days * scale
+    rows, inverse = _distinct_rows(x, t_x, T, inverse=True)
+    expected = pd.DataFrame({"x": x, "t": t_x, "T": T}).value_counts().sort_index()
+    got = pd.Series(rows.weight, index=pd.MultiIndex.from_arrays([rows.x, rows.t_x, rows.T]))
+    pd.testing.assert_series_equal(got, expected.astype(float), check_names=False)
+    np.testing.assert_array_equal(rows.x[inverse], x)
+    np.testing.assert_array_equal(rows.t_x[inverse], t_x)
+    np.testing.assert_array_equal(rows.T[inverse], T)
+
+
+@pytest.mark.parametrize("high", [1_000, 2**60])
+def test_argsort_small_sorts_packed_and_wide_keys(high):
+    from siyu.clv.summary import _argsort_small
+
+    key = np.random.default_rng(5).integers(0, high, 10_000, dtype=np.int64)
+    order = _argsort_small(key)
+    np.testing.assert_array_equal(key[order], np.sort(key))
+    assert sorted(order.tolist()) == list(range(len(key)))
