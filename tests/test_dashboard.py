@@ -390,3 +390,28 @@ def test_choosing_a_preset_ignores_the_dates_shown_before(client):
     page = client.get("/analytics/?range=7&date_from=2026-01-05&date_to=2026-01-07"
                       "&shown_from=2026-01-05&shown_to=2026-01-07").content.decode()
     assert '<option value="7" selected>' in page and "range=7&amp;" in page
+
+
+# -- the server's warm-up --------------------------------------------------------------------
+def test_the_server_computes_the_default_dashboard_once_new_events_settle(shop, post_segment, settings):
+    from siyu.analytics import queries
+    from siyu.analytics.engines import get_engine
+    from siyu.scheduler import Scheduler
+
+    def warmed() -> bool:
+        version = get_engine().version()
+        return any(key[0] == "overview" and key[3] == version for key in list(queries._cache))
+
+    scheduler = Scheduler()
+    assert not warmed()
+    assert scheduler.warm_dashboard() is True and warmed()  # at start
+    assert scheduler.warm_dashboard() is False  # nothing new
+    response = post_segment("/v1/batch", {"batch": [track("u-3", "Product Viewed", "2026-01-08 09:00")]})
+    assert response.status_code == 200
+    assert not warmed()
+    assert scheduler.warm_dashboard() is False  # new events: wait a tick for them to settle
+    assert scheduler.warm_dashboard() is True and warmed()
+    settings.SIYU_DASHBOARD_WARMUP = False
+    post_segment("/v1/batch", {"batch": [track("u-3", "Product Viewed", "2026-01-08 10:00")]})
+    assert scheduler.warm_dashboard() is False and scheduler.warm_dashboard() is False
+    assert not warmed()

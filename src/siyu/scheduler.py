@@ -1,5 +1,6 @@
 """Background work of the process that owns the event store: refresh segments and rule tags,
-refit the CLV models when due. One daemon thread, started by ``siyu serve``."""
+refit the CLV models when due, and recompute the default dashboard once new events have
+settled, so its first visitor gets a cached answer. One daemon thread, started by ``siyu serve``."""
 
 from __future__ import annotations
 
@@ -12,11 +13,16 @@ from django.conf import settings
 log = logging.getLogger("siyu")
 
 
+TICK_SECONDS = 5.0  # how often the thread looks for settled new events
+
+
 class Scheduler:
     def __init__(self, *, first_delay: float = 15.0) -> None:
         self.first_delay = first_delay
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._warmed: object = None  # the engine version the dashboard was last computed for
+        self._seen: object = None  # the version seen at the previous tick
 
     def start(self) -> None:
         if self._thread is None:
@@ -27,12 +33,52 @@ class Scheduler:
         self._stop.set()
 
     def _run(self) -> None:
-        wait = self.first_delay
-        while not self._stop.wait(wait):
-            started = time.monotonic()
-            self.run_once()
-            period = settings.SIYU_SEGMENT_REFRESH_MINUTES * 60
-            wait = max(60.0, period - (time.monotonic() - started))
+        due = time.monotonic() + self._first_refresh_in()
+        self.warm_dashboard()
+        while not self._stop.wait(TICK_SECONDS):
+            self.warm_dashboard()
+            if time.monotonic() >= due:
+                started = time.monotonic()
+                self.run_once()
+                period = settings.SIYU_SEGMENT_REFRESH_MINUTES * 60
+                due = started + max(60.0, period)
+
+    def _first_refresh_in(self) -> float:
+        """Seconds until the first segment refresh: ``first_delay``, or later when the newest
+        refresh (the demo build's, a previous server's) is younger than the refresh period."""
+        from django.utils import timezone
+
+        from siyu.segments.models import SegmentRefresh
+
+        try:
+            last = SegmentRefresh.objects.order_by("-at").values_list("at", flat=True).first()
+        except Exception:
+            log.exception("could not read the last segment refresh; refreshing soon")
+            last = None
+        if last is None:
+            return self.first_delay
+        age = (timezone.now() - last).total_seconds()
+        return max(self.first_delay, settings.SIYU_SEGMENT_REFRESH_MINUTES * 60 - age)
+
+    def warm_dashboard(self) -> bool:
+        """Compute the default dashboard when the data changed and has not changed since the last
+        tick (ingestion has settled); True when it ran. Errors are logged, never raised."""
+        from siyu.analytics.engines import get_engine
+        from siyu.console.analytics_views import warm_default_dashboard
+
+        if not settings.SIYU_DASHBOARD_WARMUP:
+            return False
+        try:
+            version = get_engine().version()
+            settled, self._seen = version == self._seen, version
+            if version == self._warmed or (self._warmed is not None and not settled):
+                return False
+            warm_default_dashboard()
+            self._warmed = version
+            return True
+        except Exception:
+            log.exception("dashboard warm-up failed; will retry")
+            return False
 
     @staticmethod
     def run_once() -> dict:

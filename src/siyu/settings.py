@@ -120,6 +120,8 @@ SIYU_SPARK_DATA = os.environ.get("SIYU_SPARK_DATA", "")
 # How often ``siyu serve`` refreshes every segment and rule tag, and refits the CLV models.
 SIYU_SEGMENT_REFRESH_MINUTES = float(os.environ.get("SIYU_SEGMENT_REFRESH_MINUTES", "60"))
 SIYU_CLV_REFIT_HOURS = float(os.environ.get("SIYU_CLV_REFIT_HOURS", "24"))
+# Recompute the dashboard's default view in the background once new events settle ("0": off).
+SIYU_DASHBOARD_WARMUP = os.environ.get("SIYU_DASHBOARD_WARMUP", "1") not in ("0", "false", "no", "")
 SIYU_CURRENCY = os.environ.get("SIYU_CURRENCY", "CNY")
 SIYU_DEFAULT_REGION = os.environ.get("SIYU_DEFAULT_REGION", "CN")
 SIYU_INGEST_SYNC = os.environ.get("SIYU_INGEST_SYNC", "") == "1"

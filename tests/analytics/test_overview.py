@@ -139,3 +139,21 @@ def test_bad_queries_say_what_is_wrong(body, message):
 
 def test_example_is_valid():
     assert parse_query(OverviewRunner.example).breakdown.field == "channel"
+
+
+def test_a_second_order_on_the_first_order_day_is_a_repurchase(load):
+    engine = load([
+        order(1, "2026-03-09 10:00", "10.00"), order(1, "2026-03-09 15:00", "20.00"),  # twice on the 9th
+        order(2, "2026-03-10 10:00", "10.00"), order(2, "2026-03-11 10:00", "10.00"),
+        order(2, "2026-03-11 12:00", "10.00"),  # the third order changes nothing
+        order(3, "2026-03-12 10:00", "10.00"),
+    ])
+    metrics = {m.key: m for m in overview(engine).metrics}
+    # first orders: 1 (03-09), 2 (03-10), 3 (03-12); second orders: 1 (03-09), 2 (03-11)
+    assert metrics["paying_customers"].total == 3
+    assert metrics["repurchase_rate"].total == 0.6667
+    # running second / first orders: 1/1, 1/2, 2/2, 2/3
+    assert [p.value for p in metrics["repurchase_rate"].series] == [1.0, 0.5, 1.0, 0.6667]
+    # payers per day count each customer once a day: 1, 1, 1, 1
+    assert [p.value for p in metrics["paying_customers"].series] == [1, 1, 1, 1]
+    assert (metrics["orders"].total, metrics["gmv"].total) == (6, 70.0)

@@ -21,7 +21,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, ClassVar, Literal
 
 import ibis
@@ -159,10 +159,11 @@ class OverviewRunner(Runner[OverviewQuery, OverviewResult]):
     # -- build ------------------------------------------------------------------------
     def build(self) -> dict[str, ir.Expr]:
         needed = {name for metric in self.query.chosen() for name in metric.frames}
-        builders: dict[str, Callable[[], ir.Expr]] = {
+        builders: dict[str, Callable[[ir.Table], ir.Expr]] = {
             "daily": self._daily, "period_active": self._period_active, "buyers": self._buyers,
             "newcomers": self._newcomers, "reach": self._reach}
-        return {name: build() for name, build in builders.items() if name in needed}
+        days = self.share(self._person_days())
+        return {name: build(days) for name, build in builders.items() if name in needed}
 
     def _history(self) -> ir.Table:
         """Filtered events up to date_to with ``n`` (day number), ``breakdown`` (folded) and ``period``."""
@@ -171,13 +172,16 @@ class OverviewRunner(Runner[OverviewQuery, OverviewResult]):
         t = self.events(in_range=False)
         t = t.filter(t.local_ts < hi)
         t = t.mutate(n=t.local_ts.date().epoch_days().cast("int64"))
-        t = t.mutate(period=ibis.cases((t.n >= self._n(start), CURRENT), (t.n >= self._n(prev_start), PREVIOUS),
-                                       else_=None))
+        t = t.mutate(period=self._period_of(t.n))
         t = self.with_breakdown(t)
         if self.query.breakdown is not None:
             current = t.filter(t.period == CURRENT)
             t = fold_top_breakdowns(t, current, lambda c: c.person_id.nunique(), self.query.breakdown.limit)
         return t
+
+    def _period_of(self, n: ir.IntegerValue) -> ir.StringValue:
+        prev_start, _prev_end, start, _end = self._periods()
+        return ibis.cases((n >= self._n(start), CURRENT), (n >= self._n(prev_start), PREVIOUS), else_=None)
 
     def _with_whole(self, t: ir.Table) -> ir.Table:
         """``t`` plus, with a breakdown, a copy of its rows standing for everyone (breakdown "")."""
@@ -185,55 +189,68 @@ class OverviewRunner(Runner[OverviewQuery, OverviewResult]):
             return t
         return ibis.union(t.mutate(breakdown=ibis.literal(WHOLE)), t, distinct=False)
 
-    def _in_periods(self) -> ir.Table:
+    def _person_days(self) -> ir.Table:
+        """One row per customer, breakdown value and active day from 29 days before the previous
+        period to date_to (what WAU/MAU look back on): the day's orders and their revenue. Every
+        expression but the first-ever day reads this instead of the events (run once per query)."""
+        prev_start, *_rest = self._periods()
         t = self._history()
-        return self._with_whole(t.filter(t.period.notnull()))
-
-    def _daily(self) -> ir.Expr:
-        t = self._in_periods()
+        t = self._with_whole(t.filter(t.n >= self._n(prev_start) - 29))
         is_order = t.event == ORDER_EVENT
-        return t.group_by(["n", "breakdown"]).aggregate(
-            active=t.person_id.nunique(), orders=t.count(where=is_order),
-            gmv=t.revenue.cast("float64").sum(where=is_order), payers=t.person_id.nunique(where=is_order))
+        days = t.group_by(["person_id", "breakdown", "n"]).aggregate(
+            orders=t.count(where=is_order), gmv=t.revenue.cast("float64").sum(where=is_order))
+        return days.mutate(period=self._period_of(days.n))
 
-    def _period_active(self) -> ir.Expr:
-        t = self._in_periods()
-        return t.group_by(["period", "breakdown"]).aggregate(active=t.person_id.nunique())
+    def _daily(self, days: ir.Table) -> ir.Expr:
+        d = days.filter(days.period.notnull())
+        return d.group_by(["n", "breakdown"]).aggregate(
+            active=d.count(), orders=d.orders.sum(), gmv=d.gmv.sum(), payers=d.count(where=d.orders > 0))
 
-    def _buyers(self) -> ir.Expr:
-        """Per period and day: customers placing their first and their second order of the period."""
-        t = self._in_periods()
-        t = t.filter(t.event == ORDER_EVENT)
-        w = ibis.window(group_by=[t.period, t.breakdown, t.person_id], order_by=[t.local_ts, t.uuid])
-        t = t.mutate(nth=ibis.row_number().over(w))
-        t = t.filter(t.nth < 2)
-        return t.group_by(["period", "breakdown", "n", "nth"]).aggregate(customers=t.count())
+    def _period_active(self, days: ir.Table) -> ir.Expr:
+        d = days.filter(days.period.notnull())
+        return d.group_by(["period", "breakdown"]).aggregate(active=d.person_id.nunique())
 
-    def _newcomers(self) -> ir.Expr:
+    def _buyers(self, days: ir.Table) -> ir.Expr:
+        """Per period and day: customers placing their first (nth 0) and their second (nth 1)
+        order of the period. The second is on the first order's day when that day had two."""
+        d = days.filter(days.period.notnull() & (days.orders > 0))
+        w = ibis.window(group_by=[d.period, d.breakdown, d.person_id], order_by=d.n)
+        d = d.mutate(rank=ibis.row_number().over(w), before=d.orders.lag().over(w))
+        zero, one = ibis.literal(0, "int64"), ibis.literal(1, "int64")
+        columns = ("period", "breakdown", "n")
+        firsts = d.filter(d["rank"] == 0).select(*columns, nth=zero)
+        same_day = d.filter((d["rank"] == 0) & (d.orders >= 2)).select(*columns, nth=one)
+        next_day = d.filter((d["rank"] == 1) & (d.before == 1)).select(*columns, nth=one)
+        moves = ibis.union(firsts, same_day, next_day, distinct=False)
+        return moves.group_by(["period", "breakdown", "n", "nth"]).aggregate(customers=moves.count())
+
+    def _newcomers(self, days: ir.Table) -> ir.Expr:
         """Per first-ever day: new customers and those of them active the next day."""
-        t = self._history()
         if self.query.breakdown is None:
-            # Only the first day matters: a grouped minimum instead of ranking all history.
+            # New in the periods: active in them and never before. Their first day is their first
+            # day in ``days``; the history before is only probed for their ids (no ranking, no
+            # per-customer minimum over all history).
             prev_start, *_rest = self._periods()
-            firsts = t.group_by("person_id").aggregate(n=t.n.min())
-            firsts = firsts.filter(firsts.n >= self._n(prev_start)).mutate(breakdown=ibis.literal(""))
-            firsts = firsts.select("person_id", "breakdown", "n")
+            firsts = days.group_by("person_id").aggregate(n=days.n.min())
+            firsts = firsts.filter(firsts.n >= self._n(prev_start))
+            before = self.events(in_range=False)
+            before = before.filter(before.local_ts < datetime.combine(prev_start, datetime.min.time()))
+            firsts = firsts.anti_join(before.select("person_id"), "person_id")
+            firsts = firsts.select("person_id", breakdown=ibis.literal(WHOLE), n=firsts.n)
         else:
+            t = self._history()
             w = ibis.window(group_by=t.person_id, order_by=[t.local_ts, t.uuid])
             firsts = t.mutate(rank=ibis.row_number().over(w))
             firsts = firsts.filter((firsts["rank"] == 0) & firsts.period.notnull())
             firsts = self._with_whole(firsts.select("person_id", "breakdown", "n"))
-        active = t.filter(t.period.notnull()).select(_person=t.person_id, _day=t.n).distinct()
+        active = days.filter(days.period.notnull() & (days.breakdown == WHOLE))
+        active = active.select(_person=active.person_id, _day=active.n)
         joined = firsts.left_join(active, (firsts.person_id == active._person) & (active._day == firsts.n + 1))
         return joined.group_by(["n", "breakdown"]).aggregate(new=joined.count(),
                                                              retained=joined._day.count())
 
-    def _reach(self) -> ir.Expr:
+    def _reach(self, days: ir.Table) -> ir.Expr:
         """+1 on each active day, −1 when the 7- (30-) day window after it ends or the next active day starts."""
-        prev_start, *_rest = self._periods()
-        t = self._history()
-        t = self._with_whole(t.filter(t.n >= self._n(prev_start) - 29))
-        days = t.select("person_id", "breakdown", "n").distinct()
         w = ibis.window(group_by=[days.person_id, days.breakdown], order_by=days.n)
         days = days.mutate(next_n=days.n.lead().over(w))
         one, zero, minus = (ibis.literal(v, "int64") for v in (1, 0, -1))
