@@ -67,7 +67,7 @@ def _value_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     value times 1 or 7 and the table the codes divided back, computed as the summary computed
     them. Otherwise the table is the sorted distinct values (a binary search per value: slower).
     """
-    if len(values) and values.min() >= 0 and values.max() < 2**20:
+    if len(values) and values.min() >= 0 and values.max() < 2**18:  # a table of ≤ 2^21 codes
         for per_unit in (1.0, 7.0):
             scaled = values * per_unit
             codes = np.rint(scaled)
@@ -438,9 +438,10 @@ def clv(
         raise ValueError("period_length must be positive")
     # the discounted purchases depend on (x, t_x, T) only: computed once per distinct row
     rows, inverse = _distinct_rows(summary.frequency, summary.recency, summary.T, inverse=True)
-    distinct = CustomerSummary(rows.x, rows.x, rows.t_x, rows.T, np.zeros(len(rows.x)), summary.time_unit)
-    discounted = np.zeros(len(rows.x))
-    before = np.zeros(len(rows.x))
+    n = len(rows.x)
+    distinct = CustomerSummary(np.arange(n), rows.x, rows.t_x, rows.T, np.zeros(n), summary.time_unit)
+    discounted = np.zeros(n)
+    before = np.zeros(n)
     for k in range(1, int(horizon_periods) + 1):
         upto = purchase_model.conditional_expected_purchases(distinct, k * period_length)
         discounted += (upto - before) / (1 + discount_rate_per_period) ** k
