@@ -119,7 +119,7 @@ def main() -> None:
     env = {**os.environ, "SIYU_DATA_DIR": data_dir}
     key = json.loads(subprocess.check_output([SIYU, "source", "create", "bench", "--json"], env=env))["write_key"]
     auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
-    server = subprocess.Popen([SIYU, "serve", "--port", str(args.port), "--threads", "32"], env=env,
+    server = subprocess.Popen([SIYU, "serve", "--port", str(args.port), "--threads", str(max(32, args.connections + 8))], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for(args.port, server)

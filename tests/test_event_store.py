@@ -48,6 +48,17 @@ def test_merge_overrides_keep_every_chain_one_hop_long():
     assert rows == [(a.pk, c.pk), (b.pk, c.pk)]
 
 
+def test_overrides_recorded_together_are_one_hop_in_any_order():
+    store, at = get_store(), datetime(2026, 5, 1, tzinfo=UTC)
+    store.apply_overrides([(9, 1, at)])  # an earlier merge: 9 -> 1
+    # In one call: 1 -> 2 after 2 -> 3 (the chain arrives backwards), and 4 -> 5 -> 6.
+    store.apply_overrides([(2, 3, at), (1, 2, at), (4, 5, at), (5, 6, at)])
+    rows = store.cursor().execute("SELECT old_person_id, person_id FROM person_overrides ORDER BY 1").fetchall()
+    assert rows == [(1, 3), (2, 3), (4, 6), (5, 6), (9, 3)]
+    store.apply_overrides([])
+    assert store.cursor().execute("SELECT count(*) FROM person_overrides").fetchone() == (5,)
+
+
 def test_merging_a_person_into_itself_is_refused():
     p = Person.objects.create()
     with pytest.raises(ValueError, match="itself"):

@@ -34,11 +34,14 @@ def serve(host: str, port: int, threads: int = 16) -> None:
     from django.core.management import call_command
 
     from siyu.accounts import local
+    from siyu.ingest import parsers
     from siyu.ingest.writer import get_writer
     from siyu.scheduler import Scheduler
     from siyu.wsgi import application
 
     call_command("collectstatic", interactive=False, verbosity=0)
+    workers = settings.SIYU_INGEST_WORKERS
+    parsers.start(parsers.default_workers() if workers is None else workers)
     prepare()
     warm_up()
     # Long-lived caches (dedupe window, identity cache) would otherwise be rescanned
@@ -49,5 +52,9 @@ def serve(host: str, port: int, threads: int = 16) -> None:
     Scheduler().start()  # the default dashboard, segments, rule tags and CLV refits
     local.publish(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}")
     print(f"siyu is serving on http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
-    waitress_serve(application, host=host, port=port, threads=threads, ident="siyu",
-                   max_request_body_size=settings.SIYU_MAX_UPLOAD_BYTES, channel_timeout=60, connection_limit=1000)
+    try:
+        waitress_serve(application, host=host, port=port, threads=threads, ident="siyu",
+                       max_request_body_size=settings.SIYU_MAX_UPLOAD_BYTES, channel_timeout=60,
+                       connection_limit=1000)
+    finally:
+        parsers.stop()

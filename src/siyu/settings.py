@@ -127,6 +127,8 @@ SIYU_DEFAULT_REGION = os.environ.get("SIYU_DEFAULT_REGION", "CN")
 SIYU_INGEST_SYNC = os.environ.get("SIYU_INGEST_SYNC", "") == "1"
 SIYU_MAX_MESSAGE_BYTES = 32 * 1024
 SIYU_MAX_BATCH_BYTES = 500 * 1024
+# Processes that parse ingestion bodies for `siyu serve` (0: parse in the request threads).
+SIYU_INGEST_WORKERS = int(os.environ["SIYU_INGEST_WORKERS"]) if os.environ.get("SIYU_INGEST_WORKERS") else None
 SIYU_INGEST_QUEUE_LIMIT = int(os.environ.get("SIYU_INGEST_QUEUE_LIMIT", "200"))
 SIYU_MAX_UPLOAD_BYTES = int(os.environ.get("SIYU_MAX_UPLOAD_BYTES", str(512 * 1024 * 1024)))
 

@@ -12,6 +12,7 @@ import itertools
 import json
 import threading
 from collections.abc import Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -174,6 +175,55 @@ class EventRow:
     context: str = "{}"
 
 
+def _event_table(rows: Sequence[EventRow] | Mapping[str, Sequence[Any]]) -> pa.Table | None:
+    """Rows or columns as an Arrow table of the event columns given; None when empty."""
+    if isinstance(rows, Mapping):
+        given = [(name, arrow) for name, _sql, arrow in EVENT_COLUMNS if name in rows]
+        if not given or not len(rows[given[0][0]]):
+            return None
+        return pa.table({name: pa.array(rows[name], type=arrow) for name, arrow in given})
+    if not rows:
+        return None
+    return pa.table({name: pa.array([getattr(r, name) for r in rows], type=arrow) for name, _sql, arrow in EVENT_COLUMNS})
+
+
+class PendingAppend:
+    """An append running on a helper thread inside an open transaction (``EventStore.begin_append``)."""
+
+    _threads = ThreadPoolExecutor(1, thread_name_prefix="siyu-event-append")
+
+    def __init__(self, store: EventStore, table: pa.Table | None) -> None:
+        self._store, self._done = store, table is None
+        if table is None:
+            return
+        self._writing = store._writing(table)
+        cur = self._writing.__enter__()
+        self._insert = self._threads.submit(cur.execute, store._insert_sql(table))
+
+    def commit(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._insert.result()
+        except BaseException as exc:
+            self._writing.__exit__(type(exc), exc, exc.__traceback__)
+            raise
+        self._writing.__exit__(None, None, None)
+
+    def rollback(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        wait([self._insert])
+        error = RuntimeError("rolled back: the operational database did not commit")
+        try:
+            self._writing.__exit__(RuntimeError, error, None)
+        except RuntimeError as exc:
+            if exc is not error:
+                raise
+
+
 class EventStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
@@ -228,35 +278,53 @@ class EventStore:
         ``position`` (sync name, last row copied) is saved in the same transaction,
         so a sync that crashes midway neither loses nor repeats events.
         """
-        if isinstance(rows, Mapping):
-            given = [(name, arrow) for name, _sql, arrow in EVENT_COLUMNS if name in rows]
-            if not given or not len(rows[given[0][0]]):
-                return
-            table = pa.table({name: pa.array(rows[name], type=arrow) for name, arrow in given})
-        else:
-            if not rows:
-                return
-            table = pa.table(
-                {name: pa.array([getattr(r, name) for r in rows], type=arrow) for name, _sql, arrow in EVENT_COLUMNS}
-            )
-        select = ", ".join(name if name in table.column_names else _GENERATED.get(name, "NULL")
-                           for name, _sql, _arrow in EVENT_COLUMNS)
+        table = _event_table(rows)
+        if table is None:
+            return
         with self._writing(table) as cur:
-            cur.execute(f"INSERT INTO events ({_COLUMN_NAMES}, local_ts)"
-                        f" SELECT {select}, timezone('{self.tz}', timestamp) FROM _incoming")
+            cur.execute(self._insert_sql(table))
             if position is not None:
                 cur.execute(_SET_POSITION, list(position))
 
+    def begin_append(self, rows: Mapping[str, Sequence[Any]]) -> PendingAppend:
+        """Start appending ``rows`` (columns, as ``append`` takes them) on a helper thread and
+        return at once; the events are written when ``commit`` returns, never if ``rollback``
+        is called. Ingestion overlaps the insert with its operational-database transaction
+        this way. Other writes wait until the pending append ends."""
+        return PendingAppend(self, _event_table(rows))
+
+    def _insert_sql(self, table: pa.Table) -> str:
+        select = ", ".join(name if name in table.column_names else _GENERATED.get(name, "NULL")
+                           for name, _sql, _arrow in EVENT_COLUMNS)
+        return (f"INSERT INTO events ({_COLUMN_NAMES}, local_ts)"
+                f" SELECT {select}, timezone('{self.tz}', timestamp) FROM _incoming")
+
     def apply_overrides(self, pairs: Iterable[tuple[int, int, datetime]]) -> None:
-        """Record merged -> surviving person, keeping every chain one hop long."""
-        with self._writing() as cur:
-            for old, new, at in pairs:
-                cur.execute("UPDATE person_overrides SET person_id = ? WHERE person_id = ?", [new, old])
-                cur.execute(
-                    "INSERT INTO person_overrides VALUES (?, ?, ?) ON CONFLICT (old_person_id)"
-                    " DO UPDATE SET person_id = excluded.person_id, merged_at = excluded.merged_at",
-                    [old, new, at],
-                )
+        """Record merged -> surviving person, keeping every chain one hop long.
+
+        Set-based: chains within ``pairs`` (a -> b, then b -> c) are followed here first, so
+        two statements re-point earlier overrides and record the new ones, however many."""
+        final: dict[int, tuple[int, datetime]] = {}
+        for old, new, at in pairs:
+            final[old] = (new, at)
+        for old in final:
+            new, at = final[old]
+            seen = {old}
+            while new in final and new not in seen:  # merged again later in this list
+                seen.add(new)
+                new = final[new][0]
+            final[old] = (new, at)
+        if not final:
+            return
+        incoming = pa.table({"old_person_id": pa.array(list(final), type=pa.int64()),
+                             "person_id": pa.array([n for n, _at in final.values()], type=pa.int64()),
+                             "merged_at": pa.array([at for _n, at in final.values()], type=pa.timestamp("us", tz="UTC"))})
+        with self._writing(incoming) as cur:
+            cur.execute("UPDATE person_overrides SET person_id = i.person_id FROM _incoming AS i"
+                        " WHERE person_overrides.person_id = i.old_person_id")
+            cur.execute("INSERT INTO person_overrides SELECT old_person_id, person_id, merged_at FROM _incoming"
+                        " ON CONFLICT (old_person_id) DO UPDATE SET person_id = excluded.person_id,"
+                        " merged_at = excluded.merged_at")
 
     def replace_persons(self, table: pa.Table, signature: tuple[str, int] | None = None) -> None:
         """Swap in a new copy of the persons table (``sync.sync_persons``), remembering

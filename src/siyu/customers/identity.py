@@ -18,6 +18,7 @@ Rules (ARCHITECTURE.md, "Identity resolution"):
 
 from __future__ import annotations
 
+import copyreg
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -61,6 +62,11 @@ class Claim:
     @property
     def strong(self) -> bool:
         return self.kind in _STRONG_ORDER
+
+    def __reduce__(self) -> tuple:
+        # Claims cross processes by the million (demo generators, ingest parse workers): ship
+        # the hash instead of recomputing it; the state is set by the unpickler itself (in C).
+        return copyreg.__newobj__, (Claim,), self.__dict__
 
 
 def make_claim(kind: str, raw: Any) -> Claim:
@@ -198,6 +204,7 @@ class Resolver:
         self._new_persons: list[_NewPerson] = []
         self._new_identities: list[tuple[Claim, int | _NewPerson]] = []
         self._redirect: dict[int, int] = {}
+        self._cached: dict[tuple[str, str], int] = {}  # what the process cache said (no need to tell it again)
         self.merges: list[tuple[int, int]] = []  # (merged, into)
         self._conflicts_found: list[tuple] = []
 
@@ -215,12 +222,12 @@ class Resolver:
         owner = self._owner
         targets: list[int | _NewPerson] = []
         for i, claims in enumerate(claim_lists):
-            # Fast path, the usual case: every id is known and names the same saved person.
-            # The rules below would return that person and change nothing.
+            # Fast path, the usual case: every id is known and names the same person (saved, or
+            # created earlier in this batch). The rules below would return it and change nothing.
             person = None
             for claim in claims:
                 p = owner.get(claim.key)
-                if p is None or p.__class__ is not int or (person is not None and p != person):
+                if p is None or (person is not None and p != person):  # ids by value, new persons by identity
                     person = None
                     break
                 person = p
@@ -231,13 +238,14 @@ class Resolver:
     # -- lookups -------------------------------------------------------------
     def _prefetch(self, claims: list[Claim]) -> None:
         missing: dict[str, list[str]] = defaultdict(list)
+        owner, cached_ids, get = self._owner, self._cached, CACHE.get
         for claim in claims:
             key = claim.key
-            if key in self._owner:
+            if key in owner:
                 continue
-            cached = CACHE.get(key)
+            cached = get(key)
             if cached is not None:
-                self._owner[key] = cached
+                owner[key] = cached_ids[key] = cached
             else:
                 missing[key[0]].append(key[1])
         if missing:
@@ -346,9 +354,9 @@ class Resolver:
                 self._owner[claim.key] = target
                 if isinstance(target, _NewPerson):
                     target.claims.append(claim)
-            self._new_identities = [(c, target if _same(p, other) else p) for c, p in self._new_identities]
-            self._new_persons.remove(other)
-            other.into = target  # earlier messages of this batch resolved to ``other``
+            # Earlier messages and new ids of this batch that point at ``other`` follow ``into``
+            # when written (``_final_id``); ``other`` itself is never inserted.
+            other.into = target
             return target
         if isinstance(target, _NewPerson):
             # An existing person survives; the new one was only ever in memory.
@@ -384,16 +392,23 @@ class Resolver:
 
     # -- writing -------------------------------------------------------------
     def _flush(self) -> None:
-        if self._new_persons:
-            for np_, pid in zip(self._new_persons, _insert_persons(len(self._new_persons)), strict=True):
+        new_persons = [p for p in self._new_persons if p.into is None]
+        if new_persons:
+            for np_, pid in zip(new_persons, _insert_persons(len(new_persons)), strict=True):
                 np_.row_id = pid
+        final_id, redirect, cached = self._final_id, self._redirect, self._cached
         rows = [
-            (self._final_id(person), claim.kind, claim.key[1], crypto.encrypt(claim.value), self.source_id)
+            (final_id(person), claim.kind, claim.key[1], crypto.encrypt(claim.value), self.source_id)
             for claim, person in self._new_identities
         ]
         _insert_identities(rows)
         self._write_conflicts()
-        committed = {key: self._final_id(p) for key, p in self._owner.items()}
+        committed = {}
+        for key, p in self._owner.items():
+            if p.__class__ is not int or p in redirect:
+                p = final_id(p)
+            if cached.get(key) != p:
+                committed[key] = p
         transaction.on_commit(lambda: CACHE.update(committed))
 
     def _final_id(self, person: int | _NewPerson) -> int:

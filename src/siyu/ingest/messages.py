@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copyreg
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -47,6 +48,13 @@ class OrderInfo:
 
 @dataclass
 class Message:
+    """One inbound message, validated.
+
+    ``event_json`` holds the properties and context as the event store keeps them (JSON
+    text). A message that crossed a process boundary (pickled: parse workers, demo
+    generators) carries only that text; its ``properties`` and ``context`` are empty.
+    """
+
     type: str
     message_id: str
     claims: list[Claim]
@@ -62,6 +70,23 @@ class Message:
     touch: dict[str, str] = field(default_factory=dict)
     order: OrderInfo | None = None
     store_event: bool = True
+    event_json: tuple[str, str] | None = field(default=None, repr=False, compare=False)
+
+    def encoded(self) -> tuple[str, str]:
+        """(properties, context) as JSON text for the event store."""
+        if self.event_json is None:
+            self.event_json = (dump_json(self.properties), dump_json(self.context))
+        return self.event_json
+
+    def __reduce__(self) -> tuple:
+        # The unpickler sets the state itself (in C); properties and context travel as JSON text.
+        state = {**self.__dict__, "properties": {}, "context": {}, "event_json": self.encoded()}
+        return copyreg.__newobj__, (Message,), state
+
+
+def dump_json(value: Any) -> str:
+    """JSON text for the event store (non-JSON values as strings, any key type)."""
+    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
 
 
 def loads(data: str | bytes) -> Any:

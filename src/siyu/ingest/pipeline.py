@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 import numpy as np
-import orjson
 from django.db import transaction
 
 from siyu.analytics import sync
@@ -131,13 +130,21 @@ def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest"
     if not fresh:
         return outcome
     source_ids = {s for s, _m in fresh}
-    with transaction.atomic():
-        resolver = Resolver(actor_label, source_id=next(iter(source_ids)) if len(source_ids) == 1 else None)
-        person_ids = resolver.resolve([m.claims for _s, m in fresh], lambda i: _evidence(*fresh[i]))
-        _apply_profiles(fresh, person_ids)
-        outcome.unknown_refunds = _record_orders(fresh, person_ids)
-    store = get_store()
-    store.append(_event_columns(fresh, person_ids))
+    store, pending = get_store(), None
+    try:
+        with transaction.atomic():
+            resolver = Resolver(actor_label, source_id=next(iter(source_ids)) if len(source_ids) == 1 else None)
+            person_ids = resolver.resolve([m.claims for _s, m in fresh], lambda i: _evidence(*fresh[i]))
+            # The events are known now: DuckDB inserts them (without the GIL) while this thread
+            # writes profiles and orders; they commit only after the operational database has.
+            pending = store.begin_append(_event_columns(fresh, person_ids))
+            _apply_profiles(fresh, person_ids)
+            outcome.unknown_refunds = _record_orders(fresh, person_ids)
+    except BaseException:
+        if pending is not None:
+            pending.rollback()
+        raise
+    pending.commit()
     if resolver.merges:
         sync.sync_overrides(store)
     DEDUPE.add(fresh)
@@ -206,8 +213,7 @@ def _event_columns(fresh: list[tuple[int | None, Message]], person_ids: list[int
          m.touch.get("channel"), m.touch.get("utm_source"), m.touch.get("utm_medium"),
          m.touch.get("utm_campaign"), m.touch.get("store"), m.touch.get("qr_scene"),
          m.order.order_id if m.order else None,
-         m.order.amount if m.order and m.order.kind == "completed" else None,
-         _json(m.properties), _json(m.context))
+         m.order.amount if m.order and m.order.kind == "completed" else None, *m.encoded())
         for (source_id, m), pid in zip(fresh, person_ids, strict=True) if m.store_event
     ]
     return dict(zip(_EVENT_FIELDS, map(list, zip(*rows, strict=True)) if rows else ([] for _ in _EVENT_FIELDS),
@@ -218,6 +224,3 @@ _EVENT_FIELDS = ("message_id", "source_id", "type", "event", "person_id", "disti
                  "channel", "utm_source", "utm_medium", "utm_campaign", "store", "qr_scene", "order_id", "revenue",
                  "properties", "context")
 
-
-def _json(value: dict) -> str:
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()

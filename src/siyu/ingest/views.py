@@ -10,18 +10,17 @@ import base64
 import binascii
 import json
 import time
-import zlib
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-import orjson
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
 from siyu.analytics.engine import utcnow
-from siyu.ingest import segment, sensors
-from siyu.ingest.messages import Message, MessageError, check_depth, reject_nul
+from siyu.ingest import bodies, parsers, sensors
+from siyu.ingest.bodies import BodyError, Rejection
+from siyu.ingest.messages import Message, MessageError
 from siyu.ingest.models import DeadLetter, Source
 from siyu.ingest.writer import Overloaded, get_writer
 from siyu.privacy import crypto
@@ -31,32 +30,19 @@ _KEY_TTL = 10.0
 _keys: dict[str, tuple[float, int | None]] = {}
 
 
-class BodyError(Exception):
-    def __init__(self, status: int, reason: str) -> None:
-        super().__init__(reason)
-        self.status, self.reason = status, reason
-
-
 def _error(status: int, reason: str, **extra: Any) -> JsonResponse:
     return JsonResponse({"success": False, "error": reason, **extra}, status=status)
 
 
 def read_body(request: HttpRequest, limit: int) -> bytes:
-    """The request body, gunzipped, refused with 413 past ``limit`` bytes either way."""
+    """The raw request body, refused with 413 past ``limit`` bytes (``bodies.inflate`` checks
+    the decompressed size)."""
     length = int(request.META.get("CONTENT_LENGTH") or 0)
     if length > limit:
         raise BodyError(413, f"body of {length} bytes is over the {limit}-byte limit")
     raw = request.read(limit + 1)
     if len(raw) > limit:
         raise BodyError(413, f"body is over the {limit}-byte limit")
-    if request.META.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip":
-        inflater = zlib.decompressobj(wbits=31)
-        try:
-            raw = inflater.decompress(raw, limit + 1)
-        except zlib.error:
-            raise BodyError(400, "Content-Encoding is gzip but the body is not valid gzip") from None
-        if len(raw) > limit or inflater.unconsumed_tail:
-            raise BodyError(413, f"decompressed body is over the {limit}-byte limit")
     return raw
 
 
@@ -89,15 +75,17 @@ def _basic_key(request: HttpRequest) -> str | None:
     return decoded.split(":", 1)[0] or None
 
 
-def dead_letter(source_id: int | None, endpoint: str, index: int | None, raw: Any, err: MessageError) -> dict:
+def dead_letter(source_id: int | None, endpoint: str, rejection: Rejection) -> dict:
+    raw = rejection.raw
     message_id = raw.get("messageId", "") if isinstance(raw, dict) else ""
     DeadLetter.objects.create(
-        source_id=source_id, endpoint=endpoint, message_index=index,
-        message_id=str(message_id).replace("\x00", "")[:200], field=err.field.replace("\x00", "")[:100],
-        reason=err.reason.replace("\x00", "")[:500],
+        source_id=source_id, endpoint=endpoint, message_index=rejection.index,
+        message_id=str(message_id).replace("\x00", "")[:200], field=rejection.field.replace("\x00", "")[:100],
+        reason=rejection.reason.replace("\x00", "")[:500],
         payload_enc=crypto.encrypt(json.dumps(raw, ensure_ascii=False, default=str)[:100_000]),
     )
-    return {"index": index, "messageId": message_id or None, "field": err.field, "reason": err.reason}
+    return {"index": rejection.index, "messageId": message_id or None, "field": rejection.field,
+            "reason": rejection.reason}
 
 
 def _commit(messages: list[tuple[int | None, Message]]) -> JsonResponse | None:
@@ -125,57 +113,28 @@ def segment_endpoint(request: HttpRequest, msg_type: str) -> JsonResponse:
     received_at = utcnow()
     limit = settings.SIYU_MAX_BATCH_BYTES if msg_type == "batch" else settings.SIYU_MAX_MESSAGE_BYTES
     try:
-        data = _json_body(request, limit)
+        raw = read_body(request, limit)
     except BodyError as exc:
         return _error(exc.status, exc.reason)
-    body_key = data.get("writeKey") if isinstance(data.get("writeKey"), str) else None
-    source_id = source_for_key(_basic_key(request) or body_key)
+    gzipped = request.META.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip"
+    parsed = parsers.run(bodies.segment_body, raw, gzipped, msg_type, received_at, limit,
+                         settings.SIYU_MAX_MESSAGE_BYTES)
+    if parsed.body_error is not None:
+        return _error(*parsed.body_error)
+    source_id = source_for_key(_basic_key(request) or parsed.write_key)
     if source_id is None:
         return _error(401, "unknown or missing write key (HTTP Basic user name, or writeKey in the body)")
-    raws = data.get("batch") if msg_type == "batch" else [data]
-    if not isinstance(raws, list):
-        return _error(400, "batch must be a list of messages", field="batch")
-    accepted, rejected = _parse_segment(data, raws, msg_type, source_id, received_at)
+    if parsed.shape_error is not None:
+        reason, field = parsed.shape_error
+        return _error(400, reason, field=field)
+    rejected = [dead_letter(source_id, f"/v1/{msg_type}", r) for r in parsed.rejected]
+    accepted = [(source_id, m) for m in parsed.messages]
     busy = _commit(accepted)
     if busy is not None:
         return busy
     if msg_type != "batch" and rejected:
         return _single_error(rejected[0])
     return JsonResponse({"success": True, "accepted": len(accepted), "rejected": rejected})
-
-
-def _json_body(request: HttpRequest, limit: int) -> dict:
-    body = read_body(request, limit)
-    try:
-        data = orjson.loads(body)
-        check_depth(data)
-    except (orjson.JSONDecodeError, ValueError) as exc:
-        raise BodyError(400, f"body is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise BodyError(400, "body must be a JSON object")
-    return data
-
-
-def _parse_segment(data: dict, raws: list, msg_type: str, source_id: int, received_at):
-    """Validate each message; rejected ones go to the dead-letter table with their reason."""
-    batch = msg_type == "batch"
-    context = data.get("context") if batch and isinstance(data.get("context"), dict) else None
-    sent_at = data.get("sentAt") if batch else None
-    limit = settings.SIYU_MAX_MESSAGE_BYTES
-    accepted, rejected = [], []
-    for index, raw in enumerate(raws):
-        try:
-            encoded = orjson.dumps(raw, default=str)
-            if batch and len(encoded) > limit:
-                raise MessageError("", f"message is over the {limit}-byte limit")
-            reject_nul(raw, encoded)
-            msg = segment.parse(raw, received_at, msg_type=None if batch else msg_type,
-                                batch_sent_at=sent_at, batch_context=context)
-        except MessageError as err:
-            rejected.append(dead_letter(source_id, f"/v1/{msg_type}", index if batch else None, raw, err))
-            continue
-        accepted.append((source_id, msg))
-    return accepted, rejected
 
 
 def _single_error(rejection: dict) -> JsonResponse:
@@ -228,7 +187,7 @@ def sensors_endpoint(request: HttpRequest) -> JsonResponse:
         try:
             accepted.append((source_id, sensors.parse(raw, received_at)))
         except MessageError as err:
-            rejected.append(dead_letter(source_id, "/sa", index, raw, err))
+            rejected.append(dead_letter(source_id, "/sa", Rejection(index, raw, err.field, err.reason)))
     busy = _commit(accepted)
     if busy is not None:
         return busy

@@ -15,7 +15,7 @@ import threading
 from concurrent.futures import Future
 
 from django.conf import settings
-from django.db import close_old_connections, connection
+from django.db import connection
 
 from siyu.ingest import pipeline
 from siyu.ingest.messages import Message
@@ -81,7 +81,7 @@ class IngestWriter:
             self._commit(group)
 
     def _commit(self, group: list[Item]) -> None:
-        close_old_connections()
+        _keep_connection()
         try:
             outcome = pipeline.process([m for items, _f in group for m in items])
         except Exception:
@@ -100,7 +100,7 @@ class IngestWriter:
         from siyu.analytics.engine import get_store
 
         try:
-            close_old_connections()
+            _keep_connection()
             done = sync.sync_all(get_store())
         except Exception:
             log.exception("event-store sync failed; will retry")
@@ -114,6 +114,15 @@ class IngestWriter:
             fut.set_result(pipeline.process(items))
         except Exception as exc:  # noqa: BLE001
             fut.set_exception(exc)
+
+
+def _keep_connection() -> None:
+    """The writer thread keeps its database connection (and with it SQLite's page cache, which
+    holds the hot persons and identities) instead of reconnecting per group as requests do;
+    one that broke (a restarted PostgreSQL) is replaced."""
+    if connection.connection is not None and (connection.errors_occurred or not connection.is_usable()):
+        connection.close()
+    connection.close_at = None
 
 
 _writer: IngestWriter | None = None
