@@ -3,6 +3,7 @@ be exactly what processing the same messages one at a time gives."""
 
 from __future__ import annotations
 
+import json
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -135,3 +136,39 @@ def test_dedupe_window_stays_compact_and_forgets_the_oldest_first():
     assert window.fresh(msgs(1_500, 1_600)) == []  # the newest are remembered
     # the same id from another source is another message
     assert len(window.fresh([(2, m) for _s, m in msgs(1_500, 1_510)])) == 10
+
+
+def test_a_batch_that_fails_midway_leaves_neither_store_changed(monkeypatch):
+    """The DuckDB insert runs beside the operational transaction: a failure after it started
+    rolls both back, and the store's lock is free for the next batch."""
+    from siyu.analytics.engine import get_store
+
+    def msg(i: int, event: str = "Viewed"):
+        return (None, segment.parse({"type": "track", "userId": f"f{i}", "event": event, "messageId": f"f-{i}",
+                                     "timestamp": T0.isoformat()}, RECEIVED))
+
+    def broken(*_args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(pipeline, "_record_orders", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        pipeline.process([msg(i) for i in range(5)])
+    events = get_store().cursor().execute("SELECT count(*) FROM events").fetchone()[0]
+    assert (Person.objects.count(), Identity.objects.count(), events) == (0, 0, 0)
+
+    monkeypatch.undo()
+    outcome = pipeline.process([msg(i) for i in range(5)])  # retried: nothing was remembered as seen
+    assert outcome.accepted == 5
+    assert get_store().cursor().execute("SELECT count(*) FROM events").fetchone()[0] == 5
+    assert Person.objects.count() == 5
+
+
+def test_json_beyond_64_bit_integers_is_still_written():
+    from siyu.db import json_param
+    from siyu.ingest.messages import dump_json
+
+    big = {"points": 2**70, "名": "值"}
+    assert dump_json(big) == '{"points": 1180591620717411303424, "名": "值"}'
+    adapted = json_param()(big)  # text on SQLite, a jsonb wrapper with our dumps on PostgreSQL
+    text = adapted if isinstance(adapted, str) else adapted.dumps(adapted.obj)
+    assert json.loads(text) == big

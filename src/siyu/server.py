@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import gc
 import logging
+import signal
+import sys
 
 from waitress import serve as waitress_serve
 
@@ -40,8 +42,6 @@ def serve(host: str, port: int, threads: int = 16) -> None:
     from siyu.wsgi import application
 
     call_command("collectstatic", interactive=False, verbosity=0)
-    workers = settings.SIYU_INGEST_WORKERS
-    parsers.start(parsers.default_workers() if workers is None else workers)
     prepare()
     warm_up()
     # Long-lived caches (dedupe window, identity cache) would otherwise be rescanned
@@ -50,9 +50,13 @@ def serve(host: str, port: int, threads: int = 16) -> None:
     gc.set_threshold(50_000, 20, 20)
     get_writer().start()  # also syncs what other processes record while the server is idle
     Scheduler().start()  # the default dashboard, segments, rule tags and CLV refits
-    local.publish(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}")
-    print(f"siyu is serving on http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
+    # SIGTERM (a service manager, `kill`) ends the server like Ctrl-C: through the finally below.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    workers = settings.SIYU_INGEST_WORKERS
     try:
+        parsers.start(parsers.default_workers() if workers is None else workers)
+        local.publish(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}")
+        print(f"siyu is serving on http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
         waitress_serve(application, host=host, port=port, threads=threads, ident="siyu",
                        max_request_body_size=settings.SIYU_MAX_UPLOAD_BYTES, channel_timeout=60,
                        connection_limit=1000)

@@ -200,6 +200,11 @@ class PendingAppend:
         cur = self._writing.__enter__()
         self._insert = self._threads.submit(cur.execute, store._insert_sql(table))
 
+    def wait(self) -> None:
+        """Wait for the insert; raises its error (the caller then rolls back both stores)."""
+        if not self._done:
+            self._insert.result()
+
     def commit(self) -> None:
         if self._done:
             return
@@ -227,7 +232,9 @@ class PendingAppend:
 class EventStore:
     def __init__(self, path: str | Path) -> None:
         self.path = str(path)
-        self._lock = threading.Lock()
+        # Reentrant: ingestion takes it before its operational transaction (``write_lock``) and
+        # the append inside takes it again, so every writer locks the store before the database.
+        self._lock = threading.RLock()
         try:
             config = {}
             if self.path != ":memory:":
@@ -285,6 +292,12 @@ class EventStore:
             cur.execute(self._insert_sql(table))
             if position is not None:
                 cur.execute(_SET_POSITION, list(position))
+
+    def write_lock(self) -> threading.RLock:
+        """The store's write lock, for a caller that will write to it inside a database transaction:
+        taken first, it keeps one lock order (store, then database) and so rules out a deadlock
+        with a writer holding the store while it waits for the database."""
+        return self._lock
 
     def begin_append(self, rows: Mapping[str, Sequence[Any]]) -> PendingAppend:
         """Start appending ``rows`` (columns, as ``append`` takes them) on a helper thread and

@@ -236,7 +236,10 @@ def _load_rows(ids: list[int]) -> dict[int, _Row]:
     with connection.cursor() as cur:
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            cur.execute(f"{_RICH_SELECT} ({', '.join(['%s'] * len(chunk))})", chunk)
+            # PostgreSQL: lock the rows read here, as this writes them back whole (SQLite's
+            # IMMEDIATE transaction already excludes other writers).
+            lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
+            cur.execute(f"{_RICH_SELECT} ({', '.join(['%s'] * len(chunk))}){lock}", chunk)
             out.update((r[0], _Row(r)) for r in cur.fetchall())
     missing = set(ids) - out.keys()
     if missing:

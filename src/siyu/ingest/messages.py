@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copyreg
+import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -86,7 +87,10 @@ class Message:
 
 def dump_json(value: Any) -> str:
     """JSON text for the event store (non-JSON values as strings, any key type)."""
-    return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    try:
+        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
+    except orjson.JSONEncodeError:  # an integer beyond 64 bits
+        return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def loads(data: str | bytes) -> Any:

@@ -88,8 +88,14 @@ def _restart(broken: ProcessPoolExecutor) -> None:
 
 
 def _init_worker() -> None:
+    import signal
+
     import django
 
+    # Ctrl-C reaches the whole process group: the server stops its workers itself. A server
+    # killed outright cannot, so each worker also leaves when its parent is gone.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="siyu-parent-watch", daemon=True).start()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "siyu.settings")
     django.setup()
     # Parsed messages are short-lived: collections would only rescan the loaded modules.
@@ -97,3 +103,11 @@ def _init_worker() -> None:
 
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+
+
+def _exit_with_parent(parent: int) -> None:
+    import time
+
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)

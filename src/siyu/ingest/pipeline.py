@@ -131,22 +131,24 @@ def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest"
         return outcome
     source_ids = {s for s, _m in fresh}
     store, pending = get_store(), None
-    try:
-        with transaction.atomic():
-            resolver = Resolver(actor_label, source_id=next(iter(source_ids)) if len(source_ids) == 1 else None)
-            person_ids = resolver.resolve([m.claims for _s, m in fresh], lambda i: _evidence(*fresh[i]))
-            # The events are known now: DuckDB inserts them (without the GIL) while this thread
-            # writes profiles and orders; they commit only after the operational database has.
-            pending = store.begin_append(_event_columns(fresh, person_ids))
-            _apply_profiles(fresh, person_ids)
-            outcome.unknown_refunds = _record_orders(fresh, person_ids)
-    except BaseException:
-        if pending is not None:
-            pending.rollback()
-        raise
-    pending.commit()
-    if resolver.merges:
-        sync.sync_overrides(store)
+    with store.write_lock():  # before the database's: see EventStore.write_lock
+        try:
+            with transaction.atomic():
+                resolver = Resolver(actor_label, source_id=next(iter(source_ids)) if len(source_ids) == 1 else None)
+                person_ids = resolver.resolve([m.claims for _s, m in fresh], lambda i: _evidence(*fresh[i]))
+                # The events are known now: DuckDB inserts them (without the GIL) while this thread
+                # writes profiles and orders; they commit only after the operational database has.
+                pending = store.begin_append(_event_columns(fresh, person_ids))
+                _apply_profiles(fresh, person_ids)
+                outcome.unknown_refunds = _record_orders(fresh, person_ids)
+                pending.wait()  # an insert that failed rolls back the operational facts too
+        except BaseException:
+            if pending is not None:
+                pending.rollback()
+            raise
+        pending.commit()
+        if resolver.merges:
+            sync.sync_overrides(store)
     DEDUPE.add(fresh)
     outcome.person_ids = person_ids
     return outcome
