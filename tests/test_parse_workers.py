@@ -88,3 +88,18 @@ def test_a_message_pickles_with_its_hashes_and_its_properties_as_json():
                                                                           msg.touch)
     assert back.encoded() == msg.encoded() == ('{"k":1}', '{"locale":"zh-CN"}')
     assert back.properties == {} and back.context == {}  # documented: only the JSON text travels
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_killed_worker_loses_no_request_and_the_workers_come_back(post_segment, workers):
+    import signal
+    import time
+
+    os.kill(workers.run(os.getpid), signal.SIGKILL)
+    time.sleep(0.5)
+    resp = post_segment("/v1/batch", _batch(2))  # parsed in this process while the pool restarts
+    assert resp.status_code == 200 and resp.json()["accepted"] == 3
+    deadline = time.monotonic() + 60
+    while workers._pool is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert workers.run(os.getpid) != os.getpid()

@@ -164,11 +164,10 @@ def test_a_batch_that_fails_midway_leaves_neither_store_changed(monkeypatch):
 
 
 def test_json_beyond_64_bit_integers_is_still_written():
-    from siyu.db import json_param
-    from siyu.ingest.messages import dump_json
+    from siyu.db import json_param, json_text
 
     big = {"points": 2**70, "名": "值"}
-    assert dump_json(big) == '{"points": 1180591620717411303424, "名": "值"}'
+    assert json_text(big) == '{"points": 1180591620717411303424, "名": "值"}'
     adapted = json_param()(big)  # text on SQLite, a jsonb wrapper with our dumps on PostgreSQL
     text = adapted if isinstance(adapted, str) else adapted.dumps(adapted.obj)
     assert json.loads(text) == big

@@ -35,13 +35,14 @@ def json_param() -> Callable[[Any], Any]:
     write: ``orjson`` instead of ``json.dumps`` (it keeps non-ASCII text as it is, which both
     databases' JSON functions read the same), wrapped as jsonb on PostgreSQL as the ORM does."""
     if connection.vendor != "postgresql":
-        return _orjson_text
+        return json_text
     from psycopg.types.json import Jsonb
 
-    return lambda value: Jsonb(value, dumps=_orjson_text)
+    return lambda value: Jsonb(value, dumps=json_text)
 
 
-def _orjson_text(value: Any) -> str:
+def json_text(value: Any) -> str:
+    """JSON text as siyu stores it: non-ASCII kept, non-JSON values as strings, any key type."""
     try:
         return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
     except orjson.JSONEncodeError:  # an integer beyond 64 bits (a trait incremented far enough)

@@ -193,7 +193,7 @@ class PendingAppend:
     _threads = ThreadPoolExecutor(1, thread_name_prefix="siyu-event-append")
 
     def __init__(self, store: EventStore, table: pa.Table | None) -> None:
-        self._store, self._done = store, table is None
+        self._done = table is None
         if table is None:
             return
         self._writing = store._writing(table)
@@ -220,13 +220,9 @@ class PendingAppend:
         if self._done:
             return
         self._done = True
-        wait([self._insert])
+        wait([self._insert])  # the insert's own error, if any, is the caller's to see: not raised here
         error = RuntimeError("rolled back: the operational database did not commit")
-        try:
-            self._writing.__exit__(RuntimeError, error, None)
-        except RuntimeError as exc:
-            if exc is not error:
-                raise
+        self._writing.__exit__(RuntimeError, error, None)  # ROLLBACK; returns without raising ``error``
 
 
 class EventStore:

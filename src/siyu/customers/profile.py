@@ -233,12 +233,12 @@ def _apply_rich(by_person: dict[int, list[ProfileUpdate]]) -> None:
 
 def _load_rows(ids: list[int]) -> dict[int, _Row]:
     out: dict[int, _Row] = {}
+    # PostgreSQL: lock the rows read here, as they are written back whole (SQLite's IMMEDIATE
+    # transaction already excludes other writers).
+    lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cur:
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
-            # PostgreSQL: lock the rows read here, as this writes them back whole (SQLite's
-            # IMMEDIATE transaction already excludes other writers).
-            lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
             cur.execute(f"{_RICH_SELECT} ({', '.join(['%s'] * len(chunk))}){lock}", chunk)
             out.update((r[0], _Row(r)) for r in cur.fetchall())
     missing = set(ids) - out.keys()

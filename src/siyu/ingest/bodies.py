@@ -51,9 +51,8 @@ class BodyError(Exception):
 
 
 def inflate(raw: bytes, gzipped: bool, limit: int) -> bytes:
-    """``raw``, gunzipped when ``gzipped``; BodyError 413 past ``limit`` bytes either way."""
-    if len(raw) > limit:
-        raise BodyError(413, f"body is over the {limit}-byte limit")
+    """``raw`` (already read within ``limit`` bytes), gunzipped when ``gzipped``; BodyError 413
+    when it inflates past ``limit``."""
     if not gzipped:
         return raw
     inflater = zlib.decompressobj(wbits=31)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import copyreg
-import json
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -12,6 +11,7 @@ from typing import Any
 import orjson
 
 from siyu.customers.identity import Claim
+from siyu.db import json_text
 
 MAX_EVENT_NAME = 200
 MAX_FUTURE_SKEW = timedelta(days=1)
@@ -76,21 +76,13 @@ class Message:
     def encoded(self) -> tuple[str, str]:
         """(properties, context) as JSON text for the event store."""
         if self.event_json is None:
-            self.event_json = (dump_json(self.properties), dump_json(self.context))
+            self.event_json = (json_text(self.properties), json_text(self.context))
         return self.event_json
 
     def __reduce__(self) -> tuple:
         # The unpickler sets the state itself (in C); properties and context travel as JSON text.
         state = {**self.__dict__, "properties": {}, "context": {}, "event_json": self.encoded()}
         return copyreg.__newobj__, (Message,), state
-
-
-def dump_json(value: Any) -> str:
-    """JSON text for the event store (non-JSON values as strings, any key type)."""
-    try:
-        return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
-    except orjson.JSONEncodeError:  # an integer beyond 64 bits
-        return json.dumps(value, ensure_ascii=False, default=str)
 
 
 def loads(data: str | bytes) -> Any:
