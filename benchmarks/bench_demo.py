@@ -90,7 +90,7 @@ class _Stages:
     def install(self) -> None:
         from django.db import connection
 
-        from siyu.analytics.engine import EventStore
+        from siyu.analytics.engine import PendingAppend
         from siyu.ingest import pipeline
 
         self.wrap(pipeline, "process", "process (total)")
@@ -100,7 +100,7 @@ class _Stages:
         self.wrap(pipeline, "_apply_profiles", "profile updates")
         self.wrap(pipeline, "_record_orders", "orders and refunds")
         self.wrap(pipeline, "_event_columns", "event columns (python)")
-        self.wrap(EventStore, "append", "duckdb append")
+        self.wrap(PendingAppend, "commit", "duckdb commit (with merges)")
         self.wrap(pipeline.sync, "sync_overrides", "merge overrides sync")
         connection.ensure_connection()
         self.wrap(connection, "commit", "sqlite commit")

@@ -171,3 +171,33 @@ def test_json_beyond_64_bit_integers_is_still_written():
     adapted = json_param()(big)  # text on SQLite, a jsonb wrapper with our dumps on PostgreSQL
     text = adapted if isinstance(adapted, str) else adapted.dumps(adapted.obj)
     assert json.loads(text) == big
+
+
+def test_a_batch_records_its_merges_with_its_events():
+    """Merges made by a batch (and any recorded elsewhere since the last sync) reach the event
+    store in the events' own transaction, and the sync position moves past them."""
+    from django.db import transaction
+
+    from siyu.analytics import sync
+    from siyu.analytics.engine import get_store
+    from siyu.customers.identity import merge_persons
+
+    store = get_store()
+    elsewhere = [Person.objects.create() for _ in range(2)]
+    with transaction.atomic():  # recorded by another process, say, and not synced yet
+        merge_persons(elsewhere[0].pk, elsewhere[1].pk, reason="test", evidence={}, actor_label="t")
+    anonymous = segment.parse({"type": "track", "anonymousId": "a-1", "event": "Viewed", "messageId": "m-1",
+                               "timestamp": T0.isoformat()}, RECEIVED)
+    known = segment.parse({"type": "track", "userId": "u-1", "event": "Viewed", "messageId": "m-2",
+                           "timestamp": T0.isoformat()}, RECEIVED)
+    both = segment.parse({"type": "identify", "userId": "u-1", "anonymousId": "a-1", "messageId": "m-3",
+                          "timestamp": (T0 + timedelta(minutes=1)).isoformat()}, RECEIVED)
+    pipeline.process([(None, anonymous), (None, known)])
+    outcome = pipeline.process([(None, both)])
+
+    survivor = outcome.person_ids[0]
+    merged = ({p for p in Person.objects.values_list("pk", flat=True)} - {survivor, *(p.pk for p in elsewhere)})
+    rows = store.cursor().execute("SELECT old_person_id, person_id FROM person_overrides ORDER BY 1").fetchall()
+    assert rows == sorted([(elsewhere[0].pk, elsewhere[1].pk), (merged.pop(), survivor)])
+    assert sync.sync_overrides(store) == 0  # nothing left to copy
+    assert store.cursor().execute("SELECT DISTINCT person_id FROM analytics_events").fetchall() == [(survivor,)]

@@ -187,6 +187,37 @@ def _event_table(rows: Sequence[EventRow] | Mapping[str, Sequence[Any]]) -> pa.T
     return pa.table({name: pa.array([getattr(r, name) for r in rows], type=arrow) for name, _sql, arrow in EVENT_COLUMNS})
 
 
+def _write_overrides(cur: duckdb.DuckDBPyConnection, pairs: Iterable[tuple[int, int, datetime]]) -> None:
+    """``EventStore.apply_overrides`` inside the caller's transaction.
+
+    Set-based: chains within ``pairs`` (a -> b, then b -> c) are followed here first, so two
+    statements re-point earlier overrides and record the new ones, however many."""
+    final: dict[int, tuple[int, datetime]] = {}
+    for old, new, at in pairs:
+        final[old] = (new, at)
+    for old in final:
+        new, at = final[old]
+        seen = {old}
+        while new in final and new not in seen:  # merged again later in this list
+            seen.add(new)
+            new = final[new][0]
+        final[old] = (new, at)
+    if not final:
+        return
+    merges = pa.table({"old_person_id": pa.array(list(final), type=pa.int64()),
+                       "person_id": pa.array([n for n, _at in final.values()], type=pa.int64()),
+                       "merged_at": pa.array([at for _n, at in final.values()], type=pa.timestamp("us", tz="UTC"))})
+    cur.register("_merges", merges)
+    try:
+        cur.execute("UPDATE person_overrides SET person_id = m.person_id FROM _merges AS m"
+                    " WHERE person_overrides.person_id = m.old_person_id")
+        cur.execute("INSERT INTO person_overrides SELECT old_person_id, person_id, merged_at FROM _merges"
+                    " ON CONFLICT (old_person_id) DO UPDATE SET person_id = excluded.person_id,"
+                    " merged_at = excluded.merged_at")
+    finally:
+        cur.unregister("_merges")
+
+
 class PendingAppend:
     """An append running on a helper thread inside an open transaction (``EventStore.begin_append``)."""
 
@@ -197,7 +228,7 @@ class PendingAppend:
         if table is None:
             return
         self._writing = store._writing(table)
-        cur = self._writing.__enter__()
+        self._cursor = cur = self._writing.__enter__()
         self._insert = self._threads.submit(cur.execute, store._insert_sql(table))
 
     def wait(self) -> None:
@@ -205,12 +236,24 @@ class PendingAppend:
         if not self._done:
             self._insert.result()
 
-    def commit(self) -> None:
+    @property
+    def open(self) -> bool:
+        """Whether a transaction is open (False for an empty append, and once it ended)."""
+        return not self._done
+
+    def commit(self, overrides: Sequence[tuple[int, int, datetime]] = (),
+               position: tuple[str, int] | None = None) -> None:
+        """Commit the events and, in the same transaction, ``overrides`` (as ``apply_overrides``
+        takes them) and ``position`` (sync name, value): one commit instead of three."""
         if self._done:
             return
         self._done = True
         try:
             self._insert.result()
+            if overrides:
+                _write_overrides(self._cursor, overrides)
+            if position is not None:
+                self._cursor.execute(_SET_POSITION, list(position))
         except BaseException as exc:
             self._writing.__exit__(type(exc), exc, exc.__traceback__)
             raise
@@ -308,32 +351,17 @@ class EventStore:
         return (f"INSERT INTO events ({_COLUMN_NAMES}, local_ts)"
                 f" SELECT {select}, timezone('{self.tz}', timestamp) FROM _incoming")
 
-    def apply_overrides(self, pairs: Iterable[tuple[int, int, datetime]]) -> None:
-        """Record merged -> surviving person, keeping every chain one hop long.
-
-        Set-based: chains within ``pairs`` (a -> b, then b -> c) are followed here first, so
-        two statements re-point earlier overrides and record the new ones, however many."""
-        final: dict[int, tuple[int, datetime]] = {}
-        for old, new, at in pairs:
-            final[old] = (new, at)
-        for old in final:
-            new, at = final[old]
-            seen = {old}
-            while new in final and new not in seen:  # merged again later in this list
-                seen.add(new)
-                new = final[new][0]
-            final[old] = (new, at)
-        if not final:
+    def apply_overrides(self, pairs: Iterable[tuple[int, int, datetime]], *,
+                        position: tuple[str, int] | None = None) -> None:
+        """Record merged -> surviving person, keeping every chain one hop long (and ``position``,
+        as ``append`` does, in the same transaction)."""
+        pairs = list(pairs)
+        if not pairs and position is None:
             return
-        incoming = pa.table({"old_person_id": pa.array(list(final), type=pa.int64()),
-                             "person_id": pa.array([n for n, _at in final.values()], type=pa.int64()),
-                             "merged_at": pa.array([at for _n, at in final.values()], type=pa.timestamp("us", tz="UTC"))})
-        with self._writing(incoming) as cur:
-            cur.execute("UPDATE person_overrides SET person_id = i.person_id FROM _incoming AS i"
-                        " WHERE person_overrides.person_id = i.old_person_id")
-            cur.execute("INSERT INTO person_overrides SELECT old_person_id, person_id, merged_at FROM _incoming"
-                        " ON CONFLICT (old_person_id) DO UPDATE SET person_id = excluded.person_id,"
-                        " merged_at = excluded.merged_at")
+        with self._writing() as cur:
+            _write_overrides(cur, pairs)
+            if position is not None:
+                cur.execute(_SET_POSITION, list(position))
 
     def replace_persons(self, table: pa.Table, signature: tuple[str, int] | None = None) -> None:
         """Swap in a new copy of the persons table (``sync.sync_persons``), remembering

@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import threading
+from datetime import datetime
 from decimal import Decimal
 
 import pyarrow as pa
@@ -28,14 +29,19 @@ _YEAR = re.compile(r"(19|20)\d\d")
 
 def sync_overrides(store: EventStore) -> int:
     """Copy merges recorded since the last run into ``person_overrides``."""
-    position = store.get_position("person_merges")
-    merges = list(PersonMerge.objects.filter(pk__gt=position).order_by("pk")
-                  .values_list("pk", "merged_id", "into_id", "at")[:100_000])
-    if not merges:
-        return 0
-    store.apply_overrides((merged, into, at) for _pk, merged, into, at in merges)
-    store.set_position("person_merges", merges[-1][0])
+    merges, position = unsynced_merges(store)
+    if merges:
+        store.apply_overrides(merges, position=position)
     return len(merges)
+
+
+def unsynced_merges(store: EventStore, limit: int = 100_000) -> tuple[list[tuple[int, int, datetime]], tuple[str, int]]:
+    """Merges recorded since the last sync (at most ``limit``), as ``apply_overrides`` takes them,
+    and the sync position to save with them."""
+    position = store.get_position("person_merges")
+    rows = list(PersonMerge.objects.filter(pk__gt=position).order_by("pk")
+                .values_list("pk", "merged_id", "into_id", "at")[:limit])
+    return [(merged, into, at) for _pk, merged, into, at in rows], ("person_merges", rows[-1][0] if rows else position)
 
 
 def sync_imported_orders(store: EventStore, batch: int = 10_000) -> int:

@@ -43,7 +43,9 @@ class Person(models.Model):
     traits = models.JSONField(default=dict, blank=True)
     # Computed attributes, maintained by the actions that change them.
     first_seen = models.DateTimeField(null=True, blank=True)
-    last_seen = models.DateTimeField(null=True, blank=True, db_index=True)
+    # No index: it changes with nearly every message, and nothing looks persons up by it (the
+    # sync signature scans the table anyway).
+    last_seen = models.DateTimeField(null=True, blank=True)
     first_order_at = models.DateTimeField(null=True, blank=True)
     last_order_at = models.DateTimeField(null=True, blank=True)
     order_count = models.IntegerField(default=0)

@@ -256,13 +256,20 @@ def _apply_folded(folded: dict[int, list]) -> None:
     """first/last seen and first/last touch, as monotone SQL updates (no read)."""
     seen_rows, touch_rows, touch_only = [], [], []
     adapt_dt, adapt_json = datetime_param(), json_param()
+    sqlite = connection.vendor == "sqlite"
     for pid, (lo, hi, f_at, f_touch, l_at, l_touch) in folded.items():
-        window = (adapt_dt(lo), adapt_dt(hi)) if lo is not None else None
+        # A person seen once in the batch (the common case) has one datetime in every slot:
+        # convert it once.
+        window = None
+        if lo is not None:
+            a_lo = adapt_dt(lo)
+            window = (a_lo, a_lo if hi is lo else adapt_dt(hi))
         touch = None
         if f_at is not None:
-            fa, la = adapt_dt(f_at), adapt_dt(l_at)
-            ft = adapt_json({**f_touch, "at": f_at.isoformat()})
-            lt = adapt_json({**l_touch, "at": l_at.isoformat()})
+            fa = window[0] if window and f_at is lo else adapt_dt(f_at)
+            la = fa if l_at is f_at else window[1] if window and l_at is hi else adapt_dt(l_at)
+            ft = adapt_json({**f_touch, "at": _iso(f_at, fa, sqlite)})
+            lt = ft if l_at is f_at and l_touch is f_touch else adapt_json({**l_touch, "at": _iso(l_at, la, sqlite)})
             touch = (fa, ft, fa, f_touch.get("channel", "")[:64], fa, fa, la, lt, la, la)
         if touch and window:
             touch_rows.append((window[0], window[0], window[1], window[1], *touch, pid))
@@ -277,6 +284,13 @@ def _apply_folded(folded: dict[int, list]) -> None:
             cur.executemany(f"UPDATE customers_person SET {_SEEN_SET}, {_TOUCH_SET} WHERE id = %s", touch_rows)
         if touch_only:
             cur.executemany(f"UPDATE customers_person SET {_TOUCH_SET} WHERE id = %s", touch_only)
+
+
+def _iso(at: datetime, param: Any, sqlite: bool) -> str:
+    """``at.isoformat()``; on SQLite derived from its parameter text (naive UTC, ``str`` form)."""
+    if sqlite and at.tzinfo is UTC and isinstance(param, str):
+        return f"{param[:10]}T{param[11:]}+00:00"
+    return at.isoformat()
 
 
 _SEEN_SET = (

@@ -142,12 +142,14 @@ def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest"
                 _apply_profiles(fresh, person_ids)
                 outcome.unknown_refunds = _record_orders(fresh, person_ids)
                 pending.wait()  # an insert that failed rolls back the operational facts too
+                # The batch's merges (and any recorded elsewhere since) join the events' transaction.
+                merges = sync.unsynced_merges(store) if resolver.merges and pending.open else ((), None)
         except BaseException:
             if pending is not None:
                 pending.rollback()
             raise
-        pending.commit()
-        if resolver.merges:
+        pending.commit(*merges)
+        if resolver.merges and not merges[0]:
             sync.sync_overrides(store)
     DEDUPE.add(fresh)
     outcome.person_ids = person_ids
