@@ -93,6 +93,25 @@ def test_encryption_is_randomised(db):
     assert crypto.encrypt("13800138000") != crypto.encrypt("13800138000")
 
 
+def test_lookup_hashes_are_hmac_sha256_of_kind_and_value(db):
+    """Stored hashes must never change: the fast path equals the standard library's HMAC."""
+    import hashlib
+    import hmac
+
+    for kind, value in [("phone", "+8613800138000"), ("email", "名@例子.中国"), ("user_id", "x" * 200)]:
+        expected = hmac.new(crypto._hmac_key(), f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+        assert crypto.lookup_hash(kind, value) == expected
+
+
+def test_phone_numbers_normalise_the_same_from_the_cache(settings):
+    assert crypto.normalise_phone(" 138-0013-8000 ") == crypto.normalise_phone("13800138000") == "+8613800138000"
+    for _ in range(2):  # the second answer comes from the cache, and is an error again
+        with pytest.raises(crypto.InvalidValue, match="not a valid phone number"):
+            crypto.normalise_phone("12345")
+    settings.SIYU_DEFAULT_REGION = "US"
+    assert crypto.normalise_phone("(415) 555-2671") == "+14155552671"
+
+
 @pytest.mark.parametrize(("kind", "typed"), [("phone", "+86 138-0013-8000"), ("phone", "13800138000"),
                                              ("email", " LI.LEI@EXAMPLE.COM "), ("openid", "oSecretOpenid1")])
 def test_lookup_by_hash_finds_the_person_from_any_spelling(li, kind, typed):

@@ -18,7 +18,6 @@ Rules (ARCHITECTURE.md, "Identity resolution"):
 
 from __future__ import annotations
 
-import copyreg
 import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
@@ -62,11 +61,6 @@ class Claim:
     @property
     def strong(self) -> bool:
         return self.kind in _STRONG_ORDER
-
-    def __reduce__(self) -> tuple:
-        # Claims cross processes by the million (demo generators, ingest parse workers): ship
-        # the hash instead of recomputing it; the state is set by the unpickler itself (in C).
-        return copyreg.__newobj__, (Claim,), self.__dict__
 
 
 def make_claim(kind: str, raw: Any) -> Claim:

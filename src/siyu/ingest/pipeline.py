@@ -217,7 +217,7 @@ def _event_columns(fresh: list[tuple[int | None, Message]], person_ids: list[int
          m.touch.get("channel"), m.touch.get("utm_source"), m.touch.get("utm_medium"),
          m.touch.get("utm_campaign"), m.touch.get("store"), m.touch.get("qr_scene"),
          m.order.order_id if m.order else None,
-         m.order.amount if m.order and m.order.kind == "completed" else None, *m.encoded())
+         m.order.amount if m.order and m.order.kind == "completed" else None, *m.event_json)
         for (source_id, m), pid in zip(fresh, person_ids, strict=True) if m.store_event
     ]
     return dict(zip(_EVENT_FIELDS, map(list, zip(*rows, strict=True)) if rows else ([] for _ in _EVENT_FIELDS),

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import hmac
 import os
 from functools import lru_cache
 
@@ -45,9 +44,18 @@ def _hmac_key() -> bytes:
     return hashlib.sha256(("siyu-lookup:" + conf.pii_keys()[-1]).encode()).digest()
 
 
+@lru_cache(maxsize=1)
+def _hmac_states() -> tuple:
+    """HMAC-SHA256 (RFC 2104) with the lookup key absorbed once: copying these two hash states
+    costs half of what ``hmac.new`` does per value, and lookups run for every id of every message."""
+    block = _hmac_key().ljust(hashlib.sha256().block_size, b"\0")  # the key is shorter than a block
+    return (hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(bytes(b ^ 0x5C for b in block)))
+
+
 def reset_key_cache() -> None:
     _keys.cache_clear()
     _hmac_key.cache_clear()
+    _hmac_states.cache_clear()
 
 
 def encrypt(value: str) -> str:
@@ -70,21 +78,33 @@ def decrypt(token: str) -> str:
 
 def lookup_hash(kind: str, normalised: str) -> str:
     """Keyed hash of an already-normalised value, namespaced by its kind."""
-    digest = hmac.new(_hmac_key(), f"{kind}:{normalised}".encode(), hashlib.sha256)
-    return digest.hexdigest()
+    inner, outer = _hmac_states()
+    inner, outer = inner.copy(), outer.copy()
+    inner.update(f"{kind}:{normalised}".encode())
+    outer.update(inner.digest())
+    return outer.hexdigest()
 
 
 def normalise_phone(value: str) -> str:
     """Return the phone number in E.164 form; raises InvalidValue when it is not one."""
-    text = str(value).strip()
+    e164, reason = _phone(str(value).strip(), settings.SIYU_DEFAULT_REGION)
+    if reason:
+        raise InvalidValue(reason)
+    return e164
+
+
+@lru_cache(maxsize=100_000)
+def _phone(text: str, region: str) -> tuple[str, str]:
+    """(E.164 form, "") or ("", why not). Cached: parsing costs ~20 µs, and customers send the
+    same numbers again and again."""
     try:
-        parsed = phonenumbers.parse(text, None if text.startswith("+") else settings.SIYU_DEFAULT_REGION)
+        parsed = phonenumbers.parse(text, None if text.startswith("+") else region)
     except phonenumbers.NumberParseException:
-        raise InvalidValue("not a phone number") from None
+        return "", "not a phone number"
     if not phonenumbers.is_valid_number(parsed):
         # "Possible" accepts lengths alone (12345, a digit dropped); a strong id must be real.
-        raise InvalidValue("not a valid phone number for its region")
-    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164)
+        return "", "not a valid phone number for its region"
+    return phonenumbers.format_number(parsed, phonenumbers.PhoneNumberFormat.E164), ""
 
 
 def normalise_email(value: str) -> str:
