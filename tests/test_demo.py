@@ -201,3 +201,18 @@ def test_worker_processes_deliver_the_same_batches_in_order():
     expected = ids(DemoStream(150, 3, END, chunk_sessions=200).batches())
     assert len(expected) >= 3
     assert ids(ParallelStream(DemoStream(150, 3, END, chunk_sessions=200), workers=2).batches()) == expected
+
+
+def test_a_generator_process_that_dies_stops_the_build_with_an_error():
+    import os
+    import signal
+
+    from siyu.demo.stream import ParallelStream
+
+    stream = ParallelStream(DemoStream(150, 3, END, chunk_sessions=10), workers=1)
+    batches = stream.batches()
+    next(batches)
+    os.kill(stream._procs[0].pid, signal.SIGKILL)  # out of memory, say
+    with pytest.raises(RuntimeError, match="exited with code -9"):
+        for _batch in batches:
+            pass

@@ -78,11 +78,13 @@ DATABASES = {
 }
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # WAL lets the console read while ingestion writes; FULL sync makes an
-    # acknowledged commit survive power loss, not only a process crash.
+    # acknowledged commit survive power loss, not only a process crash. The WAL is copied back
+    # into the database every 10 000 pages (40 MB) instead of SQLite's 1 000: ingestion commits
+    # several MB each, and pages rewritten by successive commits are then copied back once.
     DATABASES["default"]["OPTIONS"] = {
         "init_command": (
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;"
-            " PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"
+            " PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=10000;"
         ),
         "transaction_mode": "IMMEDIATE",
     }

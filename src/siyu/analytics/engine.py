@@ -280,6 +280,9 @@ class EventStore:
                 ext_dir = Path(self.path).parent / "duckdb_extensions"
                 ext_dir.mkdir(parents=True, exist_ok=True)
                 config["extension_directory"] = str(ext_dir)
+            # Checkpoint once 128 MB of WAL gathered, not DuckDB's 16 MB: ingestion commits a few
+            # MB each, and checkpointing every few commits cost more than the appends themselves.
+            config["checkpoint_threshold"] = "128MB"
             self._con = duckdb.connect(self.path, config=config)
         except duckdb.IOException as exc:
             raise EventStoreBusy(

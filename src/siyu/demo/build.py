@@ -22,7 +22,7 @@ from siyu import conf
 from siyu.accounts.actor import Actor
 from siyu.demo import brand
 from siyu.demo.render import SOURCES
-from siyu.demo.stream import CHUNK_SESSIONS, Batch, DemoStream, ParallelStream, few_collections
+from siyu.demo.stream import Batch, DemoStream, ParallelStream, few_collections
 
 DEMO_ACTOR = "demo"
 ADMIN = "admin"
@@ -35,7 +35,7 @@ class DemoError(RuntimeError):
 
 def build_demo(customers: int = 20_000, seed: int = 7, progress: bool = True, *, fresh: bool = False,
                end: datetime | None = None, workers: int | None = None,
-               chunk_sessions: int = CHUNK_SESSIONS) -> dict:
+               chunk_sessions: int | None = None) -> dict:
     """Build the demo brand into the data folder; returns the login and what was recorded.
 
     Skips the build when the folder already holds the demo (``fresh`` wipes it

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from queue import Empty
 
 import numpy as np
 
@@ -25,6 +26,12 @@ from siyu.ingest.messages import Message, MessageError
 
 Batch = list[tuple[str, Message]]
 CHUNK_SESSIONS = 2_400  # about 10 000 messages per batch
+LARGE_CHUNK_SESSIONS = 7_200  # from LARGE_FROM customers: ~25 000, so commits share more pages
+LARGE_FROM = 100_000
+
+
+def chunk_sessions_for(customers: int) -> int:
+    return LARGE_CHUNK_SESSIONS if customers >= LARGE_FROM else CHUNK_SESSIONS
 
 
 @dataclass
@@ -57,12 +64,12 @@ class DemoStream:
     """Draws the brand (numpy, vectorised), then renders and parses it chunk by chunk.
 
     A chunk is ``chunk_sessions`` consecutive sessions (about four messages
-    each) and becomes one batch for the pipeline. Chunks render the same in
+    each; by default ``chunk_sessions_for(customers)``) and becomes one batch for the pipeline. Chunks render the same in
     any process, so several workers can share the work.
     """
 
     def __init__(self, customers: int, seed: int, end: datetime, params: population.Params | None = None,
-                 chunk_sessions: int = CHUNK_SESSIONS) -> None:
+                 chunk_sessions: int | None = None) -> None:
         self.params = params or population.Params.for_customers(customers)
         rng = np.random.default_rng(seed)
         self.window = population.Window.ending(end, self.params.days)
@@ -71,7 +78,7 @@ class DemoStream:
         self.orders = population.orders(rng, self.customers, self.window, owners, times, self.params)
         self.timeline = timeline.timeline(rng, self.customers, self.orders, self.window, self.params)
         self.renderer = Renderer(self.customers, self.orders, seed)
-        self.chunk_sessions = max(1, chunk_sessions)
+        self.chunk_sessions = max(1, chunk_sessions or chunk_sessions_for(customers))
         self.plan = Plan(customers=customers, sessions=len(self.timeline), orders=len(self.orders),
                          chunks=-(-len(self.timeline) // self.chunk_sessions),
                          start=datetime.fromtimestamp(self.window.start_t, UTC), end=end)
@@ -144,11 +151,13 @@ class ParallelStream:
     never touch either database; a spawned child would re-run the main script.
     """
 
+    AHEAD = 2  # chunks each worker may render ahead of the ingesting process
+
     def __init__(self, stream: DemoStream, workers: int) -> None:
         global _FORKED
         ctx = multiprocessing.get_context("fork")
         self.plan = stream.plan
-        self._queues = [ctx.Queue(maxsize=2) for _ in range(workers)]
+        self._queues = [ctx.Queue(maxsize=self.AHEAD) for _ in range(workers)]
         self._procs = [ctx.Process(target=_produce, args=(w, workers, q), name=f"siyu-demo-generator-{w}",
                                    daemon=True) for w, q in enumerate(self._queues)]
         _FORKED = stream
@@ -159,10 +168,12 @@ class ParallelStream:
             _FORKED = None
 
     def batches(self) -> Iterator[tuple[Batch, Progress]]:
+        # Received in this thread: a second thread unpickling beside the ingesting one measured
+        # slower (every database call hands it the GIL, and getting it back waits).
         finished = False
         try:
             for chunk in range(self.plan.chunks):
-                kind, payload = self._queues[chunk % len(self._queues)].get()
+                kind, payload = self._next(chunk)
                 if kind == "error":
                     raise RuntimeError(f"the demo generator failed:\n{payload}")
                 yield payload
@@ -172,3 +183,16 @@ class ParallelStream:
                 if not finished:  # the consumer stopped early (an error, Ctrl-C): stop the producers too
                     proc.terminate()
                 proc.join(30)
+
+    def _next(self, chunk: int) -> tuple:
+        source, worker = self._queues[chunk % len(self._queues)], self._procs[chunk % len(self._procs)]
+        while True:
+            try:
+                return source.get(timeout=1.0)
+            except Empty:
+                if not worker.is_alive():  # killed (out of memory, say): it will never send the chunk
+                    break
+        try:  # unless it sent the chunk just before it ended
+            return source.get(timeout=1.0)
+        except Empty:
+            return "error", f"{worker.name} exited with code {worker.exitcode} before sending chunk {chunk}"
