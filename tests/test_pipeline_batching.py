@@ -201,3 +201,34 @@ def test_a_batch_records_its_merges_with_its_events():
     assert rows == sorted([(elsewhere[0].pk, elsewhere[1].pk), (merged.pop(), survivor)])
     assert sync.sync_overrides(store) == 0  # nothing left to copy
     assert store.cursor().execute("SELECT DISTINCT person_id FROM analytics_events").fetchall() == [(survivor,)]
+
+
+def test_a_batch_whose_overrides_fail_is_recovered_by_its_retry(monkeypatch):
+    """The overrides share the events' transaction: if writing them fails, neither the events nor
+    the position are kept (the operational facts are), and the same batch sent again repairs both."""
+    from siyu.analytics import engine
+    from siyu.analytics.engine import get_store
+
+    store = get_store()
+    first = [(None, segment.parse({"type": "track", "anonymousId": "a-2", "event": "Viewed", "messageId": "r-1",
+                                   "timestamp": T0.isoformat()}, RECEIVED)),
+             (None, segment.parse({"type": "track", "userId": "u-2", "event": "Viewed", "messageId": "r-2",
+                                   "timestamp": T0.isoformat()}, RECEIVED))]
+    pipeline.process(first)
+    merging = [(None, segment.parse({"type": "identify", "userId": "u-2", "anonymousId": "a-2", "messageId": "r-3",
+                                     "timestamp": T0.isoformat()}, RECEIVED))]
+
+    def broken(*_args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(engine, "_write_overrides", broken)
+    with pytest.raises(RuntimeError, match="disk full"):
+        pipeline.process(merging)
+    count = "SELECT count(*) FROM events"
+    assert store.cursor().execute(count).fetchone() == (2,)
+    assert store.get_position("person_merges") == 0
+    monkeypatch.undo()
+    assert pipeline.process(merging).accepted == 1  # the writer retries a failed group request by request
+    assert store.cursor().execute(count).fetchone() == (3,)
+    assert store.cursor().execute("SELECT count(*) FROM person_overrides").fetchone() == (1,)
+    assert store.get_position("person_merges") > 0

@@ -187,6 +187,12 @@ def _event_table(rows: Sequence[EventRow] | Mapping[str, Sequence[Any]]) -> pa.T
     return pa.table({name: pa.array([getattr(r, name) for r in rows], type=arrow) for name, _sql, arrow in EVENT_COLUMNS})
 
 
+def _save_position(cur: duckdb.DuckDBPyConnection, position: tuple[str, int] | None) -> None:
+    """Remember how far a sync got (name, last row), inside the caller's transaction."""
+    if position is not None:
+        cur.execute(_SET_POSITION, list(position))
+
+
 def _write_overrides(cur: duckdb.DuckDBPyConnection, pairs: Iterable[tuple[int, int, datetime]]) -> None:
     """``EventStore.apply_overrides`` inside the caller's transaction.
 
@@ -252,8 +258,7 @@ class PendingAppend:
             self._insert.result()
             if overrides:
                 _write_overrides(self._cursor, overrides)
-            if position is not None:
-                self._cursor.execute(_SET_POSITION, list(position))
+            _save_position(self._cursor, position)
         except BaseException as exc:
             self._writing.__exit__(type(exc), exc, exc.__traceback__)
             raise
@@ -332,8 +337,7 @@ class EventStore:
             return
         with self._writing(table) as cur:
             cur.execute(self._insert_sql(table))
-            if position is not None:
-                cur.execute(_SET_POSITION, list(position))
+            _save_position(cur, position)
 
     def write_lock(self) -> threading.RLock:
         """The store's write lock, for a caller that will write to it inside a database transaction:
@@ -363,8 +367,7 @@ class EventStore:
             return
         with self._writing() as cur:
             _write_overrides(cur, pairs)
-            if position is not None:
-                cur.execute(_SET_POSITION, list(position))
+            _save_position(cur, position)
 
     def replace_persons(self, table: pa.Table, signature: tuple[str, int] | None = None) -> None:
         """Swap in a new copy of the persons table (``sync.sync_persons``), remembering
@@ -381,8 +384,7 @@ class EventStore:
         with self._writing(table) as cur:
             cur.execute(f"DELETE FROM {name}")
             cur.execute(insert)
-            if signature is not None:
-                cur.execute(_SET_POSITION, list(signature))
+            _save_position(cur, signature)
 
     @contextmanager
     def _writing(self, incoming: pa.Table | None = None, *, changes_analytics: bool = True
@@ -478,10 +480,6 @@ class EventStore:
     def get_position(self, name: str) -> int:
         row = self.cursor().execute("SELECT position FROM sync_state WHERE name = ?", [name]).fetchone()
         return row[0] if row else 0
-
-    def set_position(self, name: str, position: int) -> None:
-        with self._lock:
-            self._con.cursor().execute(_SET_POSITION, [name, position])
 
     # -- reads ---------------------------------------------------------------
     def message_ids_since(self, since: datetime, limit: int) -> list[tuple[int | None, str]]:

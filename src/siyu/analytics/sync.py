@@ -29,19 +29,23 @@ _YEAR = re.compile(r"(19|20)\d\d")
 
 def sync_overrides(store: EventStore) -> int:
     """Copy merges recorded since the last run into ``person_overrides``."""
-    merges, position = unsynced_merges(store)
-    if merges:
-        store.apply_overrides(merges, position=position)
+    # Under the store's lock: a batch committing newer merges (and a newer position) meanwhile
+    # would otherwise be followed by this older position.
+    with store.write_lock():
+        merges, position = unsynced_merges(store)
+        if merges:
+            store.apply_overrides(merges, position=position)
     return len(merges)
 
 
-def unsynced_merges(store: EventStore, limit: int = 100_000) -> tuple[list[tuple[int, int, datetime]], tuple[str, int]]:
+def unsynced_merges(store: EventStore, limit: int = 100_000
+                    ) -> tuple[list[tuple[int, int, datetime]], tuple[str, int] | None]:
     """Merges recorded since the last sync (at most ``limit``), as ``apply_overrides`` takes them,
-    and the sync position to save with them."""
+    and the sync position to save with them (None when there are none)."""
     position = store.get_position("person_merges")
     rows = list(PersonMerge.objects.filter(pk__gt=position).order_by("pk")
                 .values_list("pk", "merged_id", "into_id", "at")[:limit])
-    return [(merged, into, at) for _pk, merged, into, at in rows], ("person_merges", rows[-1][0] if rows else position)
+    return [(merged, into, at) for _pk, merged, into, at in rows], ("person_merges", rows[-1][0]) if rows else None
 
 
 def sync_imported_orders(store: EventStore, batch: int = 10_000) -> int:

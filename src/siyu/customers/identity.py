@@ -419,8 +419,8 @@ class Resolver:
 def merge_persons(merged_id: int, into_id: int, *, reason: str, evidence: dict, actor_label: str) -> PersonMerge:
     """Fold person ``merged_id`` into ``into_id``: ids, orders and computed attributes move.
 
-    The event store is not rewritten; the override is recorded by the caller's
-    event-store hook (``analytics.engine.record_overrides``) from ``PersonMerge`` rows.
+    The event store is not rewritten: an override is recorded from the ``PersonMerge`` rows
+    (``sync.unsynced_merges``), by ingestion in its batch's DuckDB transaction, else by the sync.
     """
     from siyu.customers.profile import fold_profile
 

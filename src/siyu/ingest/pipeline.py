@@ -142,14 +142,16 @@ def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest"
                 _apply_profiles(fresh, person_ids)
                 outcome.unknown_refunds = _record_orders(fresh, person_ids)
                 pending.wait()  # an insert that failed rolls back the operational facts too
-                # The batch's merges (and any recorded elsewhere since) join the events' transaction.
-                merges = sync.unsynced_merges(store) if resolver.merges and pending.open else ((), None)
+                # Merges not yet in the event store join the events' transaction: this batch's, and
+                # any of another process or of a batch whose event-store commit failed.
+                merges = sync.unsynced_merges(store) if pending.open else None
         except BaseException:
             if pending is not None:
                 pending.rollback()
             raise
-        pending.commit(*merges)
-        if resolver.merges and not merges[0]:
+        if merges is not None:
+            pending.commit(*merges)
+        elif resolver.merges:  # no events to store
             sync.sync_overrides(store)
     DEDUPE.add(fresh)
     outcome.person_ids = person_ids
