@@ -256,7 +256,6 @@ def _apply_folded(folded: dict[int, list]) -> None:
     """first/last seen and first/last touch, as monotone SQL updates (no read)."""
     seen_rows, touch_rows, touch_only = [], [], []
     adapt_dt, adapt_json = datetime_param(), json_param()
-    sqlite = connection.vendor == "sqlite"
     for pid, (lo, hi, f_at, f_touch, l_at, l_touch) in folded.items():
         # A person seen once in the batch (the common case) has one datetime in every slot:
         # convert it once.
@@ -268,8 +267,8 @@ def _apply_folded(folded: dict[int, list]) -> None:
         if f_at is not None:
             fa = window[0] if window and f_at is lo else adapt_dt(f_at)
             la = fa if l_at is f_at else window[1] if window and l_at is hi else adapt_dt(l_at)
-            ft = adapt_json({**f_touch, "at": _iso(f_at, fa, sqlite)})
-            lt = ft if l_at is f_at and l_touch is f_touch else adapt_json({**l_touch, "at": _iso(l_at, la, sqlite)})
+            ft = adapt_json({**f_touch, "at": _iso(f_at, fa)})
+            lt = ft if l_at is f_at and l_touch is f_touch else adapt_json({**l_touch, "at": _iso(l_at, la)})
             touch = (fa, ft, fa, f_touch.get("channel", "")[:64], fa, fa, la, lt, la, la)
         if touch and window:
             touch_rows.append((window[0], window[0], window[1], window[1], *touch, pid))
@@ -286,9 +285,10 @@ def _apply_folded(folded: dict[int, list]) -> None:
             cur.executemany(f"UPDATE customers_person SET {_TOUCH_SET} WHERE id = %s", touch_only)
 
 
-def _iso(at: datetime, param: Any, sqlite: bool) -> str:
-    """``at.isoformat()``; on SQLite derived from its parameter text (naive UTC, ``str`` form)."""
-    if sqlite and at.tzinfo is UTC and isinstance(param, str):
+def _iso(at: datetime, param: Any) -> str:
+    """``at.isoformat()``, derived from its parameter when that is SQLite's text (naive UTC,
+    ``str`` form) rather than the datetime itself (PostgreSQL)."""
+    if at.tzinfo is UTC and isinstance(param, str):
         return f"{param[:10]}T{param[11:]}+00:00"
     return at.isoformat()
 

@@ -63,9 +63,9 @@ def parse_raw(raw: Raw) -> Message:
 class DemoStream:
     """Draws the brand (numpy, vectorised), then renders and parses it chunk by chunk.
 
-    A chunk is ``chunk_sessions`` consecutive sessions (about four messages
-    each; by default ``chunk_sessions_for(customers)``) and becomes one batch for the pipeline. Chunks render the same in
-    any process, so several workers can share the work.
+    A chunk is ``chunk_sessions`` consecutive sessions (about four messages each; by
+    default ``chunk_sessions_for(customers)``) and becomes one batch for the pipeline.
+    Chunks render the same in any process, so several workers can share the work.
     """
 
     def __init__(self, customers: int, seed: int, end: datetime, params: population.Params | None = None,
@@ -186,13 +186,11 @@ class ParallelStream:
 
     def _next(self, chunk: int) -> tuple:
         source, worker = self._queues[chunk % len(self._queues)], self._procs[chunk % len(self._procs)]
+        alive = True
         while True:
             try:
                 return source.get(timeout=1.0)
             except Empty:
-                if not worker.is_alive():  # killed (out of memory, say): it will never send the chunk
-                    break
-        try:  # unless it sent the chunk just before it ended
-            return source.get(timeout=1.0)
-        except Empty:
-            return "error", f"{worker.name} exited with code {worker.exitcode} before sending chunk {chunk}"
+                if not alive:  # killed (out of memory, say) and nothing sent since: it never will
+                    return "error", f"{worker.name} exited with code {worker.exitcode} before sending chunk {chunk}"
+                alive = worker.is_alive()
