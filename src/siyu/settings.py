@@ -71,6 +71,7 @@ TEMPLATES = [
 ]
 
 _sqlite_path = DATA_DIR / "siyu.sqlite3"
+SQLITE_WAL_AUTOCHECKPOINT = 10_000  # pages
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{_sqlite_path}", conn_max_age=0
@@ -81,10 +82,12 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # acknowledged commit survive power loss, not only a process crash. The WAL is copied back
     # into the database every 10 000 pages (40 MB) instead of SQLite's 1 000: ingestion commits
     # several MB each, and pages rewritten by successive commits are then copied back once.
+    # Ingestion's writing thread turns this off and has another thread copy it (siyu/wal.py).
     DATABASES["default"]["OPTIONS"] = {
         "init_command": (
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;"
-            " PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; PRAGMA wal_autocheckpoint=10000;"
+            " PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"
+            f" PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT};"
         ),
         "transaction_mode": "IMMEDIATE",
     }

@@ -22,7 +22,8 @@ from siyu import conf
 from siyu.accounts.actor import Actor
 from siyu.demo import brand
 from siyu.demo.render import SOURCES
-from siyu.demo.stream import Batch, DemoStream, ParallelStream, few_collections
+from siyu.demo.stream import Batch, DemoStream, ParallelStream, collections_between_batches
+from siyu.wal import WAL
 
 DEMO_ACTOR = "demo"
 ADMIN = "admin"
@@ -69,8 +70,8 @@ def build_demo(customers: int = 20_000, seed: int = 7, progress: bool = True, *,
         conf.pii_keys()
     source = ParallelStream(stream, workers) if workers else stream
     del stream  # with workers, only they keep the drawn brand
-    with few_collections():
-        fed = _feed(source.batches(), source_ids, plan.sessions, say)
+    with collections_between_batches() as collect, WAL.running():
+        fed = _feed(source.batches(), source_ids, plan.sessions, say, collect)
     from siyu.accounts.actions import create_user
 
     _user, password = create_user(ADMIN, "admin", superuser=True)
@@ -105,7 +106,7 @@ def _value_and_segments(say) -> dict:
     return {"clv_model": fitted, "segments": done["segments"]}
 
 
-def _feed(batches, source_ids: dict[str, int], sessions: int, say) -> dict:
+def _feed(batches, source_ids: dict[str, int], sessions: int, say, collect) -> dict:
     from siyu.ingest import pipeline
 
     accepted = rejected = 0
@@ -125,6 +126,8 @@ def _feed(batches, source_ids: dict[str, int], sessions: int, say) -> dict:
             outcome = pipeline.process(_with_ids(batch, source_ids), actor_label=DEMO_ACTOR)
             ingesting += time.monotonic() - before
             accepted += outcome.accepted
+        del batch, item  # freed here, so the collection below finds little young left to scan
+        collect()
         rejected += len(prog.rejected)
         now = time.monotonic()
         if now - last_say >= 5 and prog.sessions_done:

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import pickle
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -112,19 +113,22 @@ class DemoStream:
 
 
 @contextmanager
-def few_collections() -> Iterator[None]:
-    """Run the cyclic garbage collector rarely while millions of short-lived objects pass through.
+def collections_between_batches() -> Iterator[Callable[[], None]]:
+    """Run the cyclic garbage collector only when the caller says a batch is done.
 
-    With the default thresholds, collections keep rescanning the long-lived
-    objects (the dedupe window, the identity cache); measured here, raising them
-    cut the ingesting process's CPU per message by about a quarter.
+    Millions of short-lived objects pass through (parsed messages, rows); with the
+    automatic collector, unpickling a received chunk alone triggered collections
+    that rescanned it (8.2 instead of 5.5 µs a message, measured). Between batches
+    almost nothing young is alive, so collecting the young generations there is
+    nearly free and still frees any cycle a batch made. Yields that collection.
     """
-    before = gc.get_threshold()
-    gc.set_threshold(100_000, 50, 1_000)
+    enabled = gc.isenabled()
+    gc.disable()
     try:
-        yield
+        yield lambda: gc.collect(1)
     finally:
-        gc.set_threshold(*before)
+        if enabled:
+            gc.enable()
 
 
 # -- worker processes ----------------------------------------------------------
@@ -136,9 +140,11 @@ def _produce(worker: int, workers: int, queue) -> None:
     stream = _FORKED
     assert stream is not None
     try:
-        with few_collections():
+        with collections_between_batches() as collect:
             for chunk in range(worker, stream.plan.chunks, workers):
-                queue.put(("batch", stream.chunk(chunk)))
+                # Pickled here, not by the queue's feeder thread, so nothing young is alive to collect.
+                queue.put(("batch", pickle.dumps(stream.chunk(chunk), pickle.HIGHEST_PROTOCOL)))
+                collect()
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
         queue.put(("error", traceback.format_exc()))
 
@@ -173,16 +179,19 @@ class ParallelStream:
         finished = False
         try:
             for chunk in range(self.plan.chunks):
-                kind, payload = self._next(chunk)
-                if kind == "error":
-                    raise RuntimeError(f"the demo generator failed:\n{payload}")
-                yield payload
+                yield self._receive(chunk)  # not kept in a local: the consumer frees it when done
             finished = True
         finally:
             for proc in self._procs:
                 if not finished:  # the consumer stopped early (an error, Ctrl-C): stop the producers too
                     proc.terminate()
                 proc.join(30)
+
+    def _receive(self, chunk: int) -> tuple[Batch, Progress]:
+        kind, payload = self._next(chunk)
+        if kind == "error":
+            raise RuntimeError(f"the demo generator failed:\n{payload}")
+        return pickle.loads(payload)
 
     def _next(self, chunk: int) -> tuple:
         source, worker = self._queues[chunk % len(self._queues)], self._procs[chunk % len(self._procs)]

@@ -21,6 +21,7 @@ from siyu.customers.identity import Resolver
 from siyu.customers.profile import ProfileFold, ProfileUpdate
 from siyu.ingest.messages import Message
 from siyu.orders.actions import OrderFact, RefundFact, record_orders, record_refunds
+from siyu.wal import WAL
 
 
 @dataclass
@@ -131,6 +132,7 @@ def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest"
         return outcome
     source_ids = {s for s, _m in fresh}
     store, pending = get_store(), None
+    WAL.before_write()
     with store.write_lock():  # before the database's: see EventStore.write_lock
         try:
             with transaction.atomic():
@@ -149,6 +151,7 @@ def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest"
             if pending is not None:
                 pending.rollback()
             raise
+        WAL.committed()
         if merges is not None:
             pending.commit(*merges)
         elif resolver.merges:  # no events to store

@@ -19,6 +19,7 @@ from django.db import connection
 
 from siyu.ingest import pipeline
 from siyu.ingest.messages import Message
+from siyu.wal import WAL
 
 log = logging.getLogger("siyu.ingest")
 MAX_GROUP = 5_000
@@ -64,6 +65,10 @@ class IngestWriter:
                 self._thread.start()
 
     def _run(self) -> None:
+        with WAL.running():
+            self._loop()
+
+    def _loop(self) -> None:
         while True:
             try:
                 group = [self._queue.get(timeout=IDLE_SYNC_SECONDS)]

@@ -1,0 +1,112 @@
+"""SQLite's write-ahead log copied back into the database on a thread of its own.
+
+SQLite checkpoints inside the commit that crosses ``wal_autocheckpoint``: for
+ingestion, that is the one thread every batch waits on. At a million customers a
+batch dirties about one page per message (persons and identity-index pages lie
+far apart), so copying them back cost as much CPU as committing them. While a
+``Checkpointer`` runs, the writing connection's automatic checkpoints are off and
+a thread with its own connection runs PASSIVE checkpoints (they never block a
+writer or a reader) after commits, without the GIL, on another core.
+
+A WAL restarts from its beginning only when a write transaction starts after
+every frame was copied back; with commits back to back that may never happen by
+itself, so past ``restart_at`` frames the next write waits for the copy.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from django.conf import settings
+from django.db import connection
+
+log = logging.getLogger("siyu.db")
+
+
+class Checkpointer:
+    def __init__(self, restart_at: int = 250_000, pause: float = 0.5, idle: float = 10.0) -> None:
+        self.restart_at = restart_at  # frames (4 KiB pages): ~1 GB of log
+        self.pause = pause  # seconds between checkpoints, at least
+        self.idle = idle  # seconds after which it checkpoints without being told
+        self.log_frames = 0  # the log's length at the last checkpoint
+        self._lock = threading.Lock()  # one checkpoint at a time on the one connection
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._conn: sqlite3.Connection | None = None
+        self._writer: object | None = None  # the DB-API connection whose automatic checkpoints are off
+        self._owner: int | None = None  # the thread that writes
+
+    @property
+    def active(self) -> bool:
+        """Whether this thread writes with checkpoints in the background."""
+        return self._thread is not None and self._owner == threading.get_ident()
+
+    @contextmanager
+    def running(self) -> Iterator[None]:
+        """Checkpoint in the background while this thread writes (SQLite only; elsewhere nothing)."""
+        if connection.vendor != "sqlite" or connection.is_in_memory_db() or self._thread is not None:
+            yield
+            return
+        self._conn = sqlite3.connect(connection.settings_dict["NAME"], check_same_thread=False, isolation_level=None)
+        self._stop.clear()
+        self._owner = threading.get_ident()
+        self._thread = threading.Thread(target=self._run, name="siyu-wal-checkpointer", daemon=True)
+        self._thread.start()
+        try:
+            self.before_write()
+            yield
+        finally:
+            self._stop.set()
+            self._wake.set()
+            self._thread.join()
+            self._thread = self._owner = None
+            self._checkpoint()
+            self._conn.close()
+            self._conn = None
+            if self._writer is not None and self._writer is connection.connection:
+                self._writer.execute(f"PRAGMA wal_autocheckpoint={settings.SQLITE_WAL_AUTOCHECKPOINT}")
+            self._writer = None
+
+    def before_write(self) -> None:
+        """Call before a write transaction (does nothing but on the thread that runs the checkpointer)."""
+        if not self.active:
+            return
+        connection.ensure_connection()
+        if connection.connection is not self._writer:  # a new connection (the old one broke)
+            connection.connection.execute("PRAGMA wal_autocheckpoint=0")
+            self._writer = connection.connection
+        if self.log_frames >= self.restart_at:
+            self._checkpoint()  # waits for one under way; the next write then starts the log over
+
+    def committed(self) -> None:
+        """Call after a commit: the log has grown."""
+        if self.active:
+            self._wake.set()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait(self.idle)
+            self._wake.clear()
+            if self._stop.is_set():
+                return
+            self._checkpoint()
+            self._stop.wait(self.pause)
+
+    def _checkpoint(self) -> None:
+        with self._lock:
+            if self._conn is None:
+                return
+            try:
+                _busy, frames, _copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            except sqlite3.Error:
+                log.exception("WAL checkpoint failed; will retry")
+                return
+            self.log_frames = max(frames, 0)
+
+
+WAL = Checkpointer()
