@@ -127,7 +127,9 @@ def test_dedupe_window_stays_compact_and_forgets_the_oldest_first():
     first = msgs(0, 500)
     window.add(first)
     assert window.fresh(first) == []
-    assert len(window.fresh(msgs(400, 600))) == 100  # only the unseen ones
+    unseen = window.fresh(msgs(600, 650) + msgs(350, 600)[::-1])  # in any order
+    assert [m.message_id for _s, m in unseen] == [f"m{i}" for i in range(600, 650)] + [
+        f"m{i}" for i in range(599, 499, -1)]  # only the unseen ones, in the order given
     assert all(isinstance(g, np.ndarray) and g.dtype == np.int64 for g in window._old)
     for lo in range(500, 1_600, 100):
         window.add(msgs(lo, lo + 100))
