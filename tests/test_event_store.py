@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -63,3 +64,42 @@ def test_merging_a_person_into_itself_is_refused():
     p = Person.objects.create()
     with pytest.raises(ValueError, match="itself"):
         merge_persons(p.pk, p.pk, reason="test", evidence={}, actor_label="t")
+
+
+def test_the_persons_copy_carries_every_attribute_as_the_operational_database_holds_it():
+    from siyu.valuation.models import CustomerPrediction
+
+    t = datetime(2026, 3, 4, 5, 6, 7, 891_000, tzinfo=UTC)
+    referrer = Person.objects.create()
+    rich = Person.objects.create(
+        first_seen=t, last_seen=datetime(2026, 3, 9, tzinfo=UTC), acquisition_channel="store_qr",
+        first_touch={"store": "SH01", "utm_source": "wechat", "qr_scene": "table-3", "at": t.isoformat()},
+        traits={"gender": "女", "birthday": "1990-03-04", "city": "上海", "points": 5}, referrer=referrer)
+    CustomerPrediction.objects.create(person=rich, model_id=1, p_alive=0.5, expected_purchases=1.25,
+                                      predicted_spend=Decimal("10.57"), clv=Decimal("9.99"), computed_at=t)
+    merge_persons(Person.objects.create().pk, rich.pk, reason="test", evidence={}, actor_label="test")
+    Person.objects.filter(pk=rich.pk).update(  # as if from orders (the merge recounted them: none)
+        first_order_at=datetime(2026, 3, 5, tzinfo=UTC), last_order_at=t, order_count=2, total_spend=Decimal("0.29"))
+    Person.objects.create(erased_at=t)
+    assert sync.sync_persons(get_store()) == 2  # the merged and the erased are left out
+    assert sync.sync_persons(get_store()) == 0  # nothing changed since
+
+    cur = get_store().cursor()
+    cur.execute("SET TimeZone = 'UTC'")
+    rows = cur.execute("SELECT * FROM persons ORDER BY person_id").fetch_arrow_table().to_pylist()
+    plain = {**rows[0], "first_seen": None}
+    assert plain == {
+        "person_id": referrer.pk, "first_seen": None, "acquisition_channel": None, "first_store": None,
+        "first_utm_source": None, "first_qr_scene": None, "gender": None, "birth_year": None, "city": None,
+        "referrer_id": None, "order_count": 0, "total_spend": Decimal("0.00"), "last_seen": None,
+        "first_order_at": None, "last_order_at": None, "traits": None, "p_alive": None,
+        "expected_purchases": None, "predicted_spend": None, "clv": None}
+    assert rows[0]["first_seen"] == Person.objects.get(pk=referrer.pk).created_at  # never seen: since created
+    copied = {**rows[1], "traits": json.loads(rows[1]["traits"])}
+    assert copied == {
+        "person_id": rich.pk, "first_seen": t, "acquisition_channel": "store_qr", "first_store": "SH01",
+        "first_utm_source": "wechat", "first_qr_scene": "table-3", "gender": "female", "birth_year": 1990,
+        "city": "上海", "referrer_id": referrer.pk, "order_count": 2, "total_spend": Decimal("0.29"),
+        "last_seen": datetime(2026, 3, 9, tzinfo=UTC), "first_order_at": datetime(2026, 3, 5, tzinfo=UTC),
+        "last_order_at": t, "traits": {"gender": "女", "birthday": "1990-03-04", "city": "上海", "points": 5},
+        "p_alive": 0.5, "expected_purchases": 1.25, "predicted_spend": Decimal("10.57"), "clv": Decimal("9.99")}

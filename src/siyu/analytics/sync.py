@@ -14,13 +14,16 @@ import threading
 from datetime import datetime
 from decimal import Decimal
 
+import orjson
 import pyarrow as pa
+from django.db import connection
 from django.db.models import Count, Max
 from django.db.models.functions import Coalesce
 
 from siyu.analytics.engine import PERSON_COLUMNS, EventRow, EventStore, utcnow
 from siyu.customers.models import Person, PersonMerge
 from siyu.customers.profile import normalise_gender
+from siyu.db import json_text
 from siyu.orders.models import Order
 
 _sync_lock = threading.RLock()  # one sync at a time: the writer when idle, the scheduler, actions
@@ -89,38 +92,83 @@ def persons_signature() -> int:
 def sync_persons(store: EventStore, *, force: bool = False, chunk: int = 50_000) -> int:
     """Replace the event store's copy of the persons' non-personal attributes.
 
-    A full copy (1 000 000 persons take a few seconds), skipped when nothing
-    changed since the last one. Returns how many persons were copied (0 when skipped).
+    A full copy, skipped when nothing changed since the last one. Returns how many
+    persons were copied (0 when skipped). Read with plain SQL and converted a column
+    at a time (times and money by Arrow): at 1 000 000 persons the ORM's per-value
+    converters took 21 s of the copy's 24.
     """
     signature = persons_signature()
     if not force and store.get_position("persons_signature") == signature:
         return 0
-    columns: dict[str, list] = {name: [] for name, _sql, _arrow in PERSON_COLUMNS}
-    rows = (Person.objects.filter(merged_into__isnull=True, erased_at__isnull=True)
-            .values_list("pk", "first_seen", "created_at", "acquisition_channel", "first_touch", "traits",
-                         "referrer_id", "order_count", "total_spend", "last_seen", "first_order_at",
-                         "last_order_at", "prediction__p_alive", "prediction__expected_purchases",
-                         "prediction__predicted_spend", "prediction__clv")
-            .order_by("pk"))
-    for (pk, first_seen, created, channel, touch, traits, referrer, n_orders, spend, last_seen, first_order,
-         last_order, p_alive, expected, predicted, value) in rows.iterator(chunk):
-        touch, traits = touch or {}, traits or {}
-        for name, item in (
-            ("person_id", pk), ("first_seen", first_seen or created), ("acquisition_channel", channel or None),
-            ("first_store", touch.get("store")), ("first_utm_source", touch.get("utm_source")),
-            ("first_qr_scene", touch.get("qr_scene")), ("gender", normalise_gender(traits.get("gender"))),
-            ("birth_year", _birth_year(traits)), ("city", _text(traits.get("city"))),
-            ("referrer_id", referrer), ("order_count", n_orders), ("total_spend", Decimal(spend)),
-            ("last_seen", last_seen), ("first_order_at", first_order), ("last_order_at", last_order),
-            ("traits", json.dumps(traits, ensure_ascii=False, default=str) if traits else None),
-            ("p_alive", p_alive), ("expected_purchases", expected),
-            ("predicted_spend", Decimal(predicted) if predicted is not None else None),
-            ("clv", Decimal(value) if value is not None else None),
-        ):
-            columns[name].append(item)
-    table = pa.table({name: pa.array(columns[name], type=arrow) for name, _sql, arrow in PERSON_COLUMNS})
+    with connection.cursor() as cur:
+        cur.execute(_persons_sql())
+        batches = [_persons_batch(rows) for rows in iter(lambda: cur.fetchmany(chunk), [])]
+    table = pa.Table.from_batches(batches, schema=_PERSONS_SCHEMA)
     store.replace_persons(table, signature=("persons_signature", signature))
     return table.num_rows
+
+
+def _persons_batch(rows: list[tuple]) -> pa.RecordBatch:
+    """A chunk of the query's rows as Arrow columns. Each chunk becomes Arrow at once: a million
+    Python values held in lists until the end made the garbage collector's full passes (which
+    walk every list) half of the copy's time."""
+    values = dict(zip(_PERSON_SQL_COLUMNS, zip(*rows, strict=True), strict=True))
+    touches = [_json(v) for v in values.pop("first_touch")]
+    traits = [_traits(_json(v)) for v in values.pop("traits")]
+    values["acquisition_channel"] = [c or None for c in values["acquisition_channel"]]
+    for name, key in (("first_store", "store"), ("first_utm_source", "utm_source"), ("first_qr_scene", "qr_scene")):
+        values[name] = [t.get(key) for t in touches]
+    values.update(zip(("gender", "birth_year", "city", "traits"), zip(*traits, strict=True), strict=True))
+    return pa.record_batch([_arrow(list(values[f.name]), f.type) for f in _PERSONS_SCHEMA], schema=_PERSONS_SCHEMA)
+
+
+_PERSONS_SCHEMA = pa.schema([(name, arrow) for name, _sql, arrow in PERSON_COLUMNS])
+# What the query reads, in its order; the rest of PERSON_COLUMNS is derived from first_touch and traits.
+_PERSON_SQL_COLUMNS = ("person_id", "first_seen", "acquisition_channel", "first_touch", "traits", "referrer_id",
+                       "order_count", "total_spend", "last_seen", "first_order_at", "last_order_at", "p_alive",
+                       "expected_purchases", "predicted_spend", "clv")
+
+
+def _persons_sql() -> str:
+    from siyu.valuation.models import CustomerPrediction
+
+    person, prediction = Person._meta.db_table, CustomerPrediction._meta.db_table
+    # On SQLite, times are read as the stored text (a column that is an expression has no declared
+    # type, so Django's converter skips it) and parsed by Arrow in one go.
+    time = "({} || '')" if connection.vendor == "sqlite" else "{}"
+    return (
+        "SELECT p.id, COALESCE(p.first_seen, p.created_at), p.acquisition_channel, p.first_touch, p.traits,"
+        f" p.referrer_id, p.order_count, p.total_spend, {time.format('p.last_seen')},"
+        f" {time.format('p.first_order_at')}, {time.format('p.last_order_at')},"
+        " c.p_alive, c.expected_purchases, c.predicted_spend, c.clv"
+        f" FROM {person} p LEFT JOIN {prediction} c ON c.person_id = p.id"
+        " WHERE p.merged_into_id IS NULL AND p.erased_at IS NULL ORDER BY p.id"
+    )
+
+
+def _traits(traits: dict) -> tuple[str | None, int | None, str | None, str | None]:
+    """gender, birth year, city and the traits as JSON text (most persons have none)."""
+    if not traits:
+        return None, None, None, None
+    return normalise_gender(traits.get("gender")), _birth_year(traits), _text(traits.get("city")), json_text(traits)
+
+
+def _json(value) -> dict:
+    """A JSON column as the driver returns it: text on SQLite, already parsed on PostgreSQL."""
+    if isinstance(value, (str, bytes)):
+        value = orjson.loads(value)
+    return value if isinstance(value, dict) else {}
+
+
+def _arrow(values: list, arrow: pa.DataType) -> pa.Array:
+    """One column as Arrow, from the values the database driver returned."""
+    if pa.types.is_timestamp(arrow) and any(isinstance(v, str) for v in values):
+        # SQLite: naive UTC text, as Django writes it; Arrow parses it (with or without a fraction).
+        return pa.array(values, pa.string()).cast(pa.timestamp("us")).cast(arrow)
+    if pa.types.is_decimal(arrow) and not any(isinstance(v, Decimal) for v in values):
+        # SQLite: numbers; money is whole cents, and the cast rounds to the nearest one.
+        return pa.array(values, pa.float64()).cast(arrow, safe=False)
+    return pa.array(values, arrow)
 
 
 def _birth_year(traits: dict) -> int | None:
