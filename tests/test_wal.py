@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -69,9 +70,8 @@ def test_commits_are_copied_back_by_the_checkpointer_not_by_the_writer(db_file, 
             checkpointer.committed()
         assert _wait_for(lambda: checkpointer.log_frames > 0)
     assert _autocheckpoint(db_file) == settings.SQLITE_WAL_AUTOCHECKPOINT
+    assert os.path.getsize(db_file.settings_dict["NAME"] + "-wal") == 0  # copied back and emptied when done
     other = sqlite3.connect(db_file.settings_dict["NAME"])
-    _busy, frames, copied = other.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-    assert frames == copied  # everything was copied back when it stopped
     assert other.execute("SELECT count(*) FROM t").fetchone()[0] == 6_000
 
 

@@ -83,10 +83,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     # into the database every 10 000 pages (40 MB) instead of SQLite's 1 000: ingestion commits
     # several MB each, and pages rewritten by successive commits are then copied back once.
     # Ingestion's writing thread turns this off and has another thread copy it (siyu/wal.py).
+    # A log that grew past 128 MB is cut back to that once it starts over.
     DATABASES["default"]["OPTIONS"] = {
         "init_command": (
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;"
-            " PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY;"
+            " PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; PRAGMA journal_size_limit=134217728;"
             f" PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT};"
         ),
         "transaction_mode": "IMMEDIATE",

@@ -10,7 +10,8 @@ writer or a reader) after commits, without the GIL, on another core.
 
 A WAL restarts from its beginning only when a write transaction starts after
 every frame was copied back; with commits back to back that may never happen by
-itself, so past ``restart_at`` frames the next write waits for the copy.
+itself, so past ``restart_at`` frames the next write waits for the copy (and the
+file is cut back to ``journal_size_limit`` by the commit after).
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ log = logging.getLogger("siyu.db")
 
 
 class Checkpointer:
-    def __init__(self, restart_at: int = 250_000, pause: float = 0.5, idle: float = 10.0) -> None:
-        self.restart_at = restart_at  # frames (4 KiB pages): ~1 GB of log
+    def __init__(self, restart_at: int = 32_768, pause: float = 0.5, idle: float = 10.0) -> None:
+        self.restart_at = restart_at  # frames (4 KiB pages): 128 MB of log
         self.pause = pause  # seconds between checkpoints, at least
         self.idle = idle  # seconds after which it checkpoints without being told
         self.log_frames = 0  # the log's length at the last checkpoint
@@ -47,11 +48,16 @@ class Checkpointer:
         return self._thread is not None and self._owner == threading.get_ident()
 
     @contextmanager
-    def running(self) -> Iterator[None]:
-        """Checkpoint in the background while this thread writes (SQLite only; elsewhere nothing)."""
+    def running(self, restart_at: int | None = None) -> Iterator[None]:
+        """Checkpoint in the background while this thread writes (SQLite only; elsewhere nothing).
+
+        ``restart_at`` overrides the log length past which a write waits for the copy (a bulk
+        load can let it grow larger). When done, the log is copied back and emptied.
+        """
         if connection.vendor != "sqlite" or connection.is_in_memory_db() or self._thread is not None:
             yield
             return
+        default, self.restart_at = self.restart_at, restart_at or self.restart_at
         self._conn = sqlite3.connect(connection.settings_dict["NAME"], check_same_thread=False, isolation_level=None)
         self._stop.clear()
         self._owner = threading.get_ident()
@@ -65,12 +71,12 @@ class Checkpointer:
             self._wake.set()
             self._thread.join()
             self._thread = self._owner = None
-            self._checkpoint()
+            self._checkpoint("TRUNCATE")  # returns at once if a reader still needs the log
             self._conn.close()
             self._conn = None
             if self._writer is not None and self._writer is connection.connection:
                 self._writer.execute(f"PRAGMA wal_autocheckpoint={settings.SQLITE_WAL_AUTOCHECKPOINT}")
-            self._writer = None
+            self._writer, self.restart_at = None, default
 
     def before_write(self) -> None:
         """Call before a write transaction (does nothing but on the thread that runs the checkpointer)."""
@@ -97,12 +103,12 @@ class Checkpointer:
             self._checkpoint()
             self._stop.wait(self.pause)
 
-    def _checkpoint(self) -> None:
+    def _checkpoint(self, mode: str = "PASSIVE") -> None:
         with self._lock:
             if self._conn is None:
                 return
             try:
-                _busy, frames, _copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                _busy, frames, _copied = self._conn.execute(f"PRAGMA wal_checkpoint({mode})").fetchone()
             except sqlite3.Error:
                 log.exception("WAL checkpoint failed; will retry")
                 return

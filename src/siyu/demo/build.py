@@ -28,6 +28,7 @@ from siyu.wal import WAL
 DEMO_ACTOR = "demo"
 ADMIN = "admin"
 PARALLEL_FROM = 5_000  # customers
+BULK_WAL_FRAMES = 250_000  # ~1 GB: the build waits for a checkpoint rarely, and empties the log when done
 
 
 class DemoError(RuntimeError):
@@ -70,7 +71,7 @@ def build_demo(customers: int = 20_000, seed: int = 7, progress: bool = True, *,
         conf.pii_keys()
     source = ParallelStream(stream, workers) if workers else stream
     del stream  # with workers, only they keep the drawn brand
-    with collections_between_batches() as collect, WAL.running():
+    with collections_between_batches() as collect, WAL.running(restart_at=BULK_WAL_FRAMES):
         fed = _feed(source.batches(), source_ids, plan.sessions, say, collect)
     from siyu.accounts.actions import create_user
 
