@@ -66,7 +66,8 @@ def test_merging_a_person_into_itself_is_refused():
         merge_persons(p.pk, p.pk, reason="test", evidence={}, actor_label="t")
 
 
-def test_the_persons_copy_carries_every_attribute_as_the_operational_database_holds_it():
+@pytest.mark.parametrize("chunk", [1, 50_000])  # one person a chunk: each column typed per chunk
+def test_the_persons_copy_carries_every_attribute_as_the_operational_database_holds_it(chunk):
     from siyu.valuation.models import CustomerPrediction
 
     t = datetime(2026, 3, 4, 5, 6, 7, 891_000, tzinfo=UTC)
@@ -81,8 +82,8 @@ def test_the_persons_copy_carries_every_attribute_as_the_operational_database_ho
     Person.objects.filter(pk=rich.pk).update(  # as if from orders (the merge recounted them: none)
         first_order_at=datetime(2026, 3, 5, tzinfo=UTC), last_order_at=t, order_count=2, total_spend=Decimal("0.29"))
     Person.objects.create(erased_at=t)
-    assert sync.sync_persons(get_store()) == 2  # the merged and the erased are left out
-    assert sync.sync_persons(get_store()) == 0  # nothing changed since
+    assert sync.sync_persons(get_store(), chunk=chunk) == 2  # the merged and the erased are left out
+    assert sync.sync_persons(get_store(), chunk=chunk) == 0  # nothing changed since
 
     cur = get_store().cursor()
     cur.execute("SET TimeZone = 'UTC'")

@@ -100,7 +100,7 @@ def sync_persons(store: EventStore, *, force: bool = False, chunk: int = 50_000)
     signature = persons_signature()
     if not force and store.get_position("persons_signature") == signature:
         return 0
-    with connection.cursor() as cur:
+    with connection.chunked_cursor() as cur:  # on PostgreSQL a server-side cursor: rows arrive by the chunk
         cur.execute(_persons_sql())
         batches = [_persons_batch(rows) for rows in iter(lambda: cur.fetchmany(chunk), [])]
     table = pa.Table.from_batches(batches, schema=_PERSONS_SCHEMA)
@@ -154,7 +154,7 @@ def _traits(traits: dict) -> tuple[str | None, int | None, str | None, str | Non
 
 
 def _json(value) -> dict:
-    """A JSON column as the driver returns it: text on SQLite, already parsed on PostgreSQL."""
+    """A JSON column as read with plain SQL (text; a driver that parses JSON gives the dict)."""
     if isinstance(value, (str, bytes)):
         value = orjson.loads(value)
     return value if isinstance(value, dict) else {}
@@ -166,8 +166,9 @@ def _arrow(values: list, arrow: pa.DataType) -> pa.Array:
         # SQLite: naive UTC text, as Django writes it; Arrow parses it (with or without a fraction).
         return pa.array(values, pa.string()).cast(pa.timestamp("us")).cast(arrow)
     if pa.types.is_decimal(arrow) and not any(isinstance(v, Decimal) for v in values):
-        # SQLite: numbers; money is whole cents, and the cast rounds to the nearest one.
-        return pa.array(values, pa.float64()).cast(arrow, safe=False)
+        # SQLite: numbers; money is whole cents, and the cast rounds to the nearest one (and
+        # refuses what does not fit).
+        return pa.array(values, pa.float64()).cast(arrow)
     return pa.array(values, arrow)
 
 

@@ -120,13 +120,15 @@ def collections_between_batches() -> Iterator[Callable[[], None]]:
     automatic collector, unpickling a received chunk alone triggered collections
     that rescanned it (8.2 instead of 5.5 µs a message, measured). Between batches
     almost nothing young is alive, so collecting the young generations there is
-    nearly free and still frees any cycle a batch made. Yields that collection.
+    nearly free and still frees any cycle a batch made (a million-customer build found
+    a few dozen objects in all). Yields that collection; a full one runs at the end.
     """
     enabled = gc.isenabled()
     gc.disable()
     try:
         yield lambda: gc.collect(1)
     finally:
+        gc.collect()
         if enabled:
             gc.enable()
 
