@@ -209,10 +209,19 @@ def test_a_generator_process_that_dies_stops_the_build_with_an_error():
 
     from siyu.demo.stream import ParallelStream
 
+    def hung(_signum, _frame):
+        raise AssertionError("the build waited for the dead generator instead of stopping")
+
     stream = ParallelStream(DemoStream(150, 3, END, chunk_sessions=10), workers=1)
     batches = stream.batches()
     next(batches)
     os.kill(stream._procs[0].pid, signal.SIGKILL)  # out of memory, say
-    with pytest.raises(RuntimeError, match="exited with code -9"):
-        for _batch in batches:
-            pass
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)  # fail, not hang, if the death were not noticed
+    try:
+        with pytest.raises(RuntimeError, match="exited with code -9"):
+            for _batch in batches:
+                pass
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
