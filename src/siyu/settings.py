@@ -71,7 +71,6 @@ TEMPLATES = [
 ]
 
 _sqlite_path = DATA_DIR / "siyu.sqlite3"
-SQLITE_WAL_AUTOCHECKPOINT = 10_000  # pages
 DATABASES = {
     "default": dj_database_url.parse(
         os.environ.get("DATABASE_URL") or f"sqlite:///{_sqlite_path}", conn_max_age=0
@@ -88,7 +87,7 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": (
             "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA busy_timeout=10000;"
             " PRAGMA cache_size=-65536; PRAGMA temp_store=MEMORY; PRAGMA journal_size_limit=134217728;"
-            f" PRAGMA wal_autocheckpoint={SQLITE_WAL_AUTOCHECKPOINT};"
+            " PRAGMA wal_autocheckpoint=10000;"
         ),
         "transaction_mode": "IMMEDIATE",
     }
