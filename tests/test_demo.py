@@ -203,6 +203,35 @@ def test_worker_processes_deliver_the_same_batches_in_order():
     assert ids(ParallelStream(DemoStream(150, 3, END, chunk_sessions=200), workers=2).batches()) == expected
 
 
+def _dies_in_the_middle_of_a_chunk(worker, _workers, pipes):
+    import os
+    import struct
+
+    sending = pipes[worker][1]
+    os.write(sending.fileno(), struct.pack("!i", 1_000_000) + b"only the start of a chunk")
+    os._exit(3)
+
+
+def test_a_generator_that_dies_while_sending_a_chunk_stops_the_build_with_an_error(monkeypatch):
+    import signal
+
+    from siyu.demo import stream as stream_module
+
+    def hung(_signum, _frame):
+        raise AssertionError("the build waited for the rest of a chunk that will never come")
+
+    monkeypatch.setattr(stream_module, "_produce", _dies_in_the_middle_of_a_chunk)
+    stream = stream_module.ParallelStream(DemoStream(150, 3, END, chunk_sessions=10), workers=1)
+    previous = signal.signal(signal.SIGALRM, hung)
+    signal.alarm(60)
+    try:
+        with pytest.raises(RuntimeError, match="exited with code 3 before sending chunk 0"):
+            next(stream.batches())
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
 def test_a_generator_process_that_dies_stops_the_build_with_an_error():
     import os
     import signal

@@ -11,12 +11,14 @@ from __future__ import annotations
 import gc
 import multiprocessing
 import pickle
+import queue
+import threading
 import traceback
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from queue import Empty
+from multiprocessing.connection import Connection
 
 import numpy as np
 
@@ -137,18 +139,41 @@ def collections_between_batches() -> Iterator[Callable[[], None]]:
 _FORKED: DemoStream | None = None  # handed to forked workers without pickling, then dropped
 
 
-def _produce(worker: int, workers: int, queue) -> None:
-    """Worker process: render and parse every ``workers``-th chunk, in order."""
+def _produce(worker: int, workers: int, pipes: list[tuple[Connection, Connection]]) -> None:
+    """Worker process: render and parse every ``workers``-th chunk, in order, and send each down
+    this worker's pipe."""
     stream = _FORKED
     assert stream is not None
+    # Keep only this worker's sending end: the parent then reads an end of file, not a hang,
+    # from a worker that dies, even in the middle of a chunk.
+    for i, (receiving, sending) in enumerate(pipes):
+        receiving.close()
+        if i != worker:
+            sending.close()
+    out = pipes[worker][1]
+    # A thread sends while the next chunk renders, up to AHEAD chunks ahead of the parent.
+    ready: queue.Queue = queue.Queue(maxsize=ParallelStream.AHEAD)
+    sender = threading.Thread(target=_send_all, args=(ready, out), name="siyu-demo-sender")
+    sender.start()
     try:
         with collections_between_batches() as collect:
             for chunk in range(worker, stream.plan.chunks, workers):
-                # Pickled here, not by the queue's feeder thread, so nothing young is alive to collect.
-                queue.put(("batch", pickle.dumps(stream.chunk(chunk), pickle.HIGHEST_PROTOCOL)))
+                # Pickled here, not by the sender, so nothing young is alive to collect.
+                ready.put(("batch", pickle.dumps(stream.chunk(chunk), pickle.HIGHEST_PROTOCOL)))
                 collect()
     except BaseException:  # noqa: BLE001 - reported to the parent, which raises
-        queue.put(("error", traceback.format_exc()))
+        ready.put(("error", traceback.format_exc()))
+    finally:
+        ready.put(None)
+        sender.join()
+
+
+def _send_all(ready: queue.Queue, out: Connection) -> None:
+    while (item := ready.get()) is not None:
+        try:
+            out.send(item)
+        except OSError:  # the parent stopped reading (it failed or was interrupted)
+            return
 
 
 class ParallelStream:
@@ -165,15 +190,18 @@ class ParallelStream:
         global _FORKED
         ctx = multiprocessing.get_context("fork")
         self.plan = stream.plan
-        self._queues = [ctx.Queue(maxsize=self.AHEAD) for _ in range(workers)]
-        self._procs = [ctx.Process(target=_produce, args=(w, workers, q), name=f"siyu-demo-generator-{w}",
-                                   daemon=True) for w, q in enumerate(self._queues)]
+        pipes = [ctx.Pipe(duplex=False) for _ in range(workers)]  # (receiving, sending) per worker
+        self._pipes = [receiving for receiving, _sending in pipes]
+        self._procs = [ctx.Process(target=_produce, args=(w, workers, pipes), name=f"siyu-demo-generator-{w}",
+                                   daemon=True) for w in range(workers)]
         _FORKED = stream
         try:
             for proc in self._procs:
                 proc.start()
         finally:
             _FORKED = None
+            for _receiving, sending in pipes:
+                sending.close()  # each worker holds the only sending end of its pipe
 
     def batches(self) -> Iterator[tuple[Batch, Progress]]:
         # Received in this thread: a second thread unpickling beside the ingesting one measured
@@ -188,6 +216,8 @@ class ParallelStream:
                 if not finished:  # the consumer stopped early (an error, Ctrl-C): stop the producers too
                     proc.terminate()
                 proc.join(30)
+            for pipe in self._pipes:
+                pipe.close()
 
     def _receive(self, chunk: int) -> tuple[Batch, Progress]:
         kind, payload = self._next(chunk)
@@ -196,12 +226,9 @@ class ParallelStream:
         return pickle.loads(payload)
 
     def _next(self, chunk: int) -> tuple:
-        source, worker = self._queues[chunk % len(self._queues)], self._procs[chunk % len(self._procs)]
-        alive = True
-        while True:
-            try:
-                return source.get(timeout=1.0)
-            except Empty:
-                if not alive:  # killed (out of memory, say) and nothing sent since: it never will
-                    return "error", f"{worker.name} exited with code {worker.exitcode} before sending chunk {chunk}"
-                alive = worker.is_alive()
+        source, worker = self._pipes[chunk % len(self._pipes)], self._procs[chunk % len(self._procs)]
+        try:
+            return source.recv()
+        except (EOFError, OSError):  # the worker exited (killed, out of memory say), perhaps mid-chunk
+            worker.join(5)
+            return "error", f"{worker.name} exited with code {worker.exitcode} before sending chunk {chunk}"
