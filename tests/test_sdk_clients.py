@@ -17,16 +17,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
-from django.db import connections
 from segment.analytics import Client
 from waitress import wasyncore
 from waitress.server import create_server
 
-from siyu.analytics.engine import get_store
+from siyu.analytics.engine import get_store, utcnow
 from siyu.customers.models import Person
 from siyu.customers.profile import read_pii
 from siyu.customers.queries import Lookup, find_person
-from siyu.ingest import pipeline, writer
+from siyu.ingest import pipeline, segment, writer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -120,29 +119,17 @@ def test_an_unknown_write_key_is_refused_with_401(server, source):
 
 # -- the group-commit writer -------------------------------------------------------
 @pytest.fixture
-def make_writer(monkeypatch):
-    """Writers for one test. A writer thread cannot be stopped and outlives its test, so
-    its idle sync is replaced: when idle it only closes its database connection (the
-    test database must be droppable) and never touches the stores of later tests."""
-    monkeypatch.setattr(writer, "IDLE_SYNC_SECONDS", 0.05)
-    made: list[tuple[writer.IngestWriter, threading.Event]] = []
+def make_writer():
+    """Writers for one test, stopped (and their database connections closed) after it."""
+    made: list[writer.IngestWriter] = []
 
     def _make(queue_limit: int) -> writer.IngestWriter:
-        fresh, idle = writer.IngestWriter(queue_limit), threading.Event()
-
-        def close_connections() -> None:
-            connections.close_all()
-            idle.set()
-
-        fresh._sync = close_connections
-        made.append((fresh, idle))
-        return fresh
+        made.append(writer.IngestWriter(queue_limit))
+        return made[-1]
 
     yield _make
-    for fresh, idle in made:
-        if fresh._thread is not None:
-            idle.clear()
-            assert idle.wait(timeout=10), "the writer thread did not go idle"
+    for fresh in made:
+        assert fresh.stop(timeout=30), "the writer thread did not end"
 
 
 @pytest.fixture
@@ -228,6 +215,42 @@ def test_a_full_queue_answers_429_with_retry_after_and_loses_nothing_acknowledge
     assert sorted(m for (m,) in events("message_id")) == ["busy-1", "queued-2"]
     assert post("refused-3").status_code == 200
     assert sorted(m for (m,) in events("message_id")) == ["busy-1", "queued-2", "refused-3"]
+
+
+def test_stopping_the_writer_commits_what_was_queued_and_refuses_what_comes_after(
+        source, settings, monkeypatch, make_writer):
+    settings.SIYU_INGEST_SYNC = False
+    fresh = make_writer(queue_limit=10)
+    entered, release = threading.Event(), threading.Event()
+    real_process = pipeline.process
+
+    def held_process(items, *args, **kwargs):
+        entered.set()
+        assert release.wait(timeout=30)
+        return real_process(items, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "process", held_process)
+
+    def message(message_id: str) -> list:
+        return [(source.pk, segment.parse({"type": "track", "userId": "u1", "event": "Tap",
+                                           "messageId": message_id}, utcnow()))]
+
+    first = fresh.submit(message("first"))
+    assert entered.wait(timeout=10)  # the writer is committing the first request
+    queued = fresh.submit(message("queued"))
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        stopping = pool.submit(fresh.stop, 30)
+        deadline = time.monotonic() + 10
+        while not fresh._stopped and time.monotonic() < deadline:
+            time.sleep(0.01)
+        with pytest.raises(writer.Overloaded, match="stopping"):
+            fresh.submit(message("too-late"))
+        release.set()
+        assert stopping.result(timeout=30) is True
+
+    assert first.result(timeout=1).accepted == 1 and queued.result(timeout=1).accepted == 1
+    assert not fresh._thread.is_alive()
+    assert sorted(m for (m,) in events("message_id")) == ["first", "queued"]
 
 
 def test_the_official_client_retries_after_429_and_delivers(server, source, settings, monkeypatch, make_writer):

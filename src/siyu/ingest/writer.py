@@ -4,7 +4,8 @@ Request threads parse and validate, then ``submit`` and wait. The writer takes
 everything queued (up to ``MAX_GROUP`` messages), runs ``pipeline.process`` once,
 and wakes every waiting request. A request is answered only after its messages
 are committed in both stores. If a group fails, each request in it is retried
-alone so one bad request cannot fail its neighbours.
+alone so one bad request cannot fail its neighbours. ``stop`` commits what is
+queued and ends the thread, so the server leaves its SQLite log emptied.
 """
 
 from __future__ import annotations
@@ -29,7 +30,10 @@ Item = tuple[list[tuple[int | None, Message]], Future]
 
 
 class Overloaded(RuntimeError):
-    """The queue is full; the caller should answer 429 with Retry-After."""
+    """The queue is full (or the writer has stopped); the caller should answer 429 with Retry-After."""
+
+
+_STOP: Future = Future()  # queued by ``stop``: commit what came before it, then end
 
 
 class IngestWriter:
@@ -37,6 +41,7 @@ class IngestWriter:
         self._queue: queue.Queue[Item] = queue.Queue(maxsize=queue_limit)
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
+        self._stopped = False
 
     def submit(self, items: list[tuple[int | None, Message]]) -> Future:
         if settings.SIYU_INGEST_SYNC:
@@ -58,32 +63,63 @@ class IngestWriter:
         """Start the writer thread now (it also starts on the first submit)."""
         self._ensure_thread()
 
+    def stop(self, timeout: float = 30.0) -> bool:
+        """Commit every request queued so far, then end the writer thread (its WAL block then
+        copies the SQLite log back and empties it); later submissions are refused. True when
+        the thread has ended within ``timeout`` seconds."""
+        with self._start_lock:
+            self._stopped = True
+            thread = self._thread
+        if thread is None or not thread.is_alive():
+            return True
+        try:
+            self._queue.put(([], _STOP), timeout=timeout)
+        except queue.Full:
+            return False
+        thread.join(timeout)
+        return not thread.is_alive()
+
     def _ensure_thread(self) -> None:
         with self._start_lock:
+            if self._stopped:
+                raise Overloaded("the server is stopping")
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="siyu-ingest-writer", daemon=True)
                 self._thread.start()
 
     def _run(self) -> None:
-        with WAL.running():
-            self._loop()
+        try:
+            with WAL.running():
+                self._loop()
+        finally:
+            connection.close()
 
     def _loop(self) -> None:
         while True:
             try:
-                group = [self._queue.get(timeout=IDLE_SYNC_SECONDS)]
+                first = self._queue.get(timeout=IDLE_SYNC_SECONDS)
             except queue.Empty:
                 self._sync()
                 continue
-            size = len(group[0][0])
-            while size < MAX_GROUP:
-                try:
-                    item = self._queue.get_nowait()
-                except queue.Empty:
+            group, size, stop = [], 0, False
+            item: Item | None = first
+            while item is not None:
+                if item[1] is _STOP:
+                    stop = True
                     break
                 group.append(item)
                 size += len(item[0])
-            self._commit(group)
+                item = self._next_nowait() if size < MAX_GROUP else None
+            if group:
+                self._commit(group)
+            if stop:
+                return
+
+    def _next_nowait(self) -> Item | None:
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
 
     def _commit(self, group: list[Item]) -> None:
         _keep_connection()
