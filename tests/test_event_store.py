@@ -11,7 +11,7 @@ import pytest
 from siyu.analytics import sync
 from siyu.analytics.engine import get_store
 from siyu.customers.identity import merge_persons
-from siyu.customers.models import Person
+from siyu.customers.models import Person, PersonMerge
 from siyu.orders.actions import OrderFact, record_orders
 
 pytestmark = pytest.mark.django_db
@@ -58,6 +58,28 @@ def test_overrides_recorded_together_are_one_hop_in_any_order():
     assert rows == [(1, 3), (2, 3), (4, 6), (5, 6), (9, 3)]
     store.apply_overrides([])
     assert store.cursor().execute("SELECT count(*) FROM person_overrides").fetchone() == (5,)
+
+
+def _late_merge(merged: Person, into: Person, pk: int) -> None:
+    """A merge row with an id below the sync position, as one committed late on PostgreSQL is."""
+    PersonMerge.objects.create(pk=pk, merged=merged, into=into, reason="test", actor_label="t")
+    Person.objects.filter(pk=merged.pk).update(merged_into=into)
+
+
+def test_a_merge_committed_after_a_later_one_was_synced_still_reaches_the_event_store():
+    store = get_store()
+    a, b, c, d, e = (Person.objects.create() for _ in range(5))
+    PersonMerge.objects.create(pk=50, merged=a, into=b, reason="test", actor_label="t")
+    assert sync.sync_overrides(store) == 1  # the position is now 50
+    _late_merge(c, d, pk=40)
+    assert sync.sync_overrides(store) == 0  # behind the position: not seen by the ordinary sync
+    # Late too, and its target merged since (d -> e, synced first): c's events belong to e.
+    PersonMerge.objects.create(pk=60, merged=d, into=e, reason="test", actor_label="t")
+    assert sync.sync_overrides(store) == 1
+    assert sync.sync_all(store)["late_merges"] == 1
+    assert sync.sync_all(store)["late_merges"] == 0  # nothing is applied twice
+    rows = store.cursor().execute("SELECT old_person_id, person_id FROM person_overrides ORDER BY 1").fetchall()
+    assert rows == sorted([(a.pk, b.pk), (c.pk, e.pk), (d.pk, e.pk)])
 
 
 def test_merging_a_person_into_itself_is_refused():

@@ -217,7 +217,10 @@ def _write_overrides(cur: duckdb.DuckDBPyConnection, pairs: Iterable[tuple[int, 
     try:
         cur.execute("UPDATE person_overrides SET person_id = m.person_id FROM _merges AS m"
                     " WHERE person_overrides.person_id = m.old_person_id")
-        cur.execute("INSERT INTO person_overrides SELECT old_person_id, person_id, merged_at FROM _merges"
+        # A target merged on since (a merge recorded late: see sync.sync_late_merges) points past it.
+        cur.execute("INSERT INTO person_overrides SELECT m.old_person_id, coalesce(o.person_id, m.person_id),"
+                    " m.merged_at FROM _merges AS m LEFT JOIN person_overrides AS o ON o.old_person_id = m.person_id"
+                    " WHERE coalesce(o.person_id, m.person_id) <> m.old_person_id"
                     " ON CONFLICT (old_person_id) DO UPDATE SET person_id = excluded.person_id,"
                     " merged_at = excluded.merged_at")
     finally:
@@ -368,6 +371,17 @@ class EventStore:
         with self._writing() as cur:
             _write_overrides(cur, pairs)
             _save_position(cur, position)
+
+    def overridden(self, person_ids: Iterable[int]) -> set[int]:
+        """Which of ``person_ids`` have an override (were merged into another person)."""
+        ids = pa.table({"asked_id": pa.array(list(person_ids), type=pa.int64())})
+        cur = self.cursor()
+        cur.register("_asked", ids)
+        try:
+            return {pid for (pid,) in cur.execute(
+                "SELECT old_person_id FROM person_overrides JOIN _asked ON old_person_id = asked_id").fetchall()}
+        finally:
+            cur.close()
 
     def replace_persons(self, table: pa.Table, signature: tuple[str, int] | None = None) -> None:
         """Swap in a new copy of the persons table (``sync.sync_persons``), remembering

@@ -41,6 +41,31 @@ def sync_overrides(store: EventStore) -> int:
     return len(merges)
 
 
+LATE_MERGE_LOOKBACK = 10_000
+
+
+def sync_late_merges(store: EventStore) -> int:
+    """Record the merges behind the sync position that the event store lacks.
+
+    The position moves past the highest merge id copied. On PostgreSQL an id is taken when
+    the row is inserted, not when it commits, so a merge committed after one with a higher
+    id (an import beside the server, say) would be passed over for good. The latest
+    ``LATE_MERGE_LOOKBACK`` merges up to the position are checked against the overrides; one
+    whose target was merged on since is pointed at the survivor.
+    """
+    with store.write_lock():
+        position = store.get_position("person_merges")
+        rows = list(PersonMerge.objects.filter(pk__gt=position - LATE_MERGE_LOOKBACK, pk__lte=position)
+                    .order_by("pk").values_list("merged_id", "into_id", "at"))
+        if not rows:
+            return 0
+        present = store.overridden({merged for merged, _into, _at in rows})
+        missing = [row for row in rows if row[0] not in present]
+        if missing:
+            store.apply_overrides(missing)
+    return len(missing)
+
+
 def unsynced_merges(store: EventStore, limit: int = 100_000
                     ) -> tuple[list[tuple[int, int, datetime]], tuple[str, int] | None]:
     """Merges recorded since the last sync (at most ``limit``), as ``apply_overrides`` takes them,
@@ -216,5 +241,6 @@ def _sync_tags(store: EventStore, force: bool) -> int:
 def sync_all(store: EventStore) -> dict[str, int]:
     """Every sync, one caller at a time (the ingest writer when idle, the scheduler, commands)."""
     with _sync_lock:
-        return {"overrides": sync_overrides(store), "imported_orders": sync_imported_orders(store),
+        return {"overrides": sync_overrides(store), "late_merges": sync_late_merges(store),
+                "imported_orders": sync_imported_orders(store),
                 "persons": sync_persons(store), "tags": sync_tags(store)}
