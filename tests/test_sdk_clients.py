@@ -141,6 +141,22 @@ def threaded_writer(settings, monkeypatch, make_writer):
     return fresh
 
 
+@pytest.fixture
+def held_pipeline(monkeypatch):
+    """``pipeline.process`` waits for the returned ``release`` event; ``entered`` is set when a
+    group has reached it (the writer is then busy)."""
+    entered, release = threading.Event(), threading.Event()
+    real_process = pipeline.process
+
+    def held_process(items, *args, **kwargs):
+        entered.set()
+        assert release.wait(timeout=30)
+        return real_process(items, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "process", held_process)
+    return entered, release
+
+
 def _post(url: str, key: str, body: dict) -> requests.Response:
     return requests.post(f"{url}/v1/batch", json=body, auth=(key, ""), timeout=30)
 
@@ -179,19 +195,11 @@ def test_concurrent_requests_share_commits_and_each_message_is_stored_once(
 
 
 def test_a_full_queue_answers_429_with_retry_after_and_loses_nothing_acknowledged(
-        client, source, settings, monkeypatch, make_writer):
+        client, source, settings, monkeypatch, make_writer, held_pipeline):
     settings.SIYU_INGEST_SYNC = False
     small = make_writer(queue_limit=1)
     monkeypatch.setattr(writer, "_writer", small)
-    entered, release = threading.Event(), threading.Event()
-    real_process = pipeline.process
-
-    def slow_process(items, *args, **kwargs):
-        entered.set()
-        assert release.wait(timeout=30)
-        return real_process(items, *args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "process", slow_process)
+    entered, release = held_pipeline
     auth = "Basic " + base64.b64encode(f"{source.write_key}:".encode()).decode()
 
     def post(message_id: str):
@@ -218,18 +226,10 @@ def test_a_full_queue_answers_429_with_retry_after_and_loses_nothing_acknowledge
 
 
 def test_stopping_the_writer_commits_what_was_queued_and_refuses_what_comes_after(
-        source, settings, monkeypatch, make_writer):
+        source, settings, make_writer, held_pipeline):
     settings.SIYU_INGEST_SYNC = False
     fresh = make_writer(queue_limit=10)
-    entered, release = threading.Event(), threading.Event()
-    real_process = pipeline.process
-
-    def held_process(items, *args, **kwargs):
-        entered.set()
-        assert release.wait(timeout=30)
-        return real_process(items, *args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "process", held_process)
+    entered, release = held_pipeline
 
     def message(message_id: str) -> list:
         return [(source.pk, segment.parse({"type": "track", "userId": "u1", "event": "Tap",
