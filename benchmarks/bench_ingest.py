@@ -98,6 +98,51 @@ def wait_for(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
     raise SystemExit("server did not start")
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of one process (all its threads)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _busy_seconds() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine so far."""
+    ticks = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    hz = os.sysconf("SC_CLK_TCK")
+    return (sum(ticks) - ticks[3] - ticks[4]) / hz, sum(ticks) / hz
+
+
+class CpuShare:
+    """Where the cores went during a round: the server process (HTTP, the writer thread), its
+    parse workers, and the machine as a whole. The server's share near 1.0 core with the
+    machine not busy means its interpreter (the GIL) is the limit, not the cores."""
+
+    def __init__(self, server: int) -> None:
+        self.server = server
+
+    def _sample(self) -> tuple[float, float, float, float]:
+        kids = Path(f"/proc/{self.server}/task/{self.server}/children")
+        workers = [int(p) for p in kids.read_text().split()] if kids.exists() else []
+        busy, total = _busy_seconds()
+        return _cpu_seconds(self.server), sum(map(_cpu_seconds, workers)), busy, total
+
+    def __enter__(self) -> CpuShare:
+        self._start, self._t = self._sample(), time.perf_counter()
+        return self
+
+    def __exit__(self, *_exc) -> None:
+        end, wall = self._sample(), time.perf_counter() - self._t
+        self.server_cores = (end[0] - self._start[0]) / wall
+        self.worker_cores = (end[1] - self._start[1]) / wall
+        self.machine = (end[2] - self._start[2]) / max(end[3] - self._start[3], 1e-9)
+
+    def __str__(self) -> str:
+        return (f"server process {self.server_cores:.2f} cores, parse workers {self.worker_cores:.2f},"
+                f" machine {self.machine:.0%} busy")
+
+
 def parse_only(bodies: list[bytes]) -> float:
     """Baseline: events/s for json.loads of the same bodies, nothing else."""
     start = time.perf_counter()
@@ -130,12 +175,13 @@ def main() -> None:
         for r in range(args.rounds):
             bodies = [json.dumps(b).encode()
                       for b in _payloads.batches(args.requests, users=args.users, seed=r + 1)]
-            elapsed, accepted = load(args.port, auth, bodies, args.connections)
+            with CpuShare(server.pid) as share:
+                elapsed, accepted = load(args.port, auth, bodies, args.connections)
             rate, base = accepted / elapsed, parse_only(bodies)
             rates.append(rate)
             baselines.append(base)
             print(f"round {r + 1}: {accepted} events in {elapsed:.2f}s = {rate:,.0f} events/s"
-                  f" (json.loads alone: {base:,.0f}/s)", flush=True)
+                  f" (json.loads alone: {base:,.0f}/s) | {share}", flush=True)
         rate, base = statistics.median(rates), statistics.median(baselines)
         print(f"\ningest /v1/batch (100 msgs/request, durable): {rate:,.0f} events/s median"
               f" | parse-only baseline {base:,.0f} events/s | ratio {rate / base:.3f}"
