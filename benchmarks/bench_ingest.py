@@ -123,8 +123,12 @@ class CpuShare:
         self.server = server
 
     def _sample(self) -> tuple[float, float, float, float]:
-        kids = Path(f"/proc/{self.server}/task/{self.server}/children")
-        workers = [int(p) for p in kids.read_text().split()] if kids.exists() else []
+        workers = []  # children of any of its threads (workers are restarted from a thread of their own)
+        for task in Path(f"/proc/{self.server}/task").glob("*/children"):
+            try:
+                workers += [int(p) for p in task.read_text().split()]
+            except OSError:  # the thread ended meanwhile
+                continue
         busy, total = _busy_seconds()
         return _cpu_seconds(self.server), sum(map(_cpu_seconds, workers)), busy, total
 

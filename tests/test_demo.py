@@ -241,7 +241,8 @@ def test_a_generator_process_that_dies_stops_the_build_with_an_error():
     def hung(_signum, _frame):
         raise AssertionError("the build waited for the dead generator instead of stopping")
 
-    stream = ParallelStream(DemoStream(150, 3, END, chunk_sessions=10), workers=1)
+    # Two workers: the second, still alive, must not hold the first one's pipe open.
+    stream = ParallelStream(DemoStream(150, 3, END, chunk_sessions=10), workers=2)
     batches = stream.batches()
     next(batches)
     os.kill(stream._procs[0].pid, signal.SIGKILL)  # out of memory, say

@@ -68,18 +68,31 @@ def _late_merge(merged: Person, into: Person, pk: int) -> None:
 
 def test_a_merge_committed_after_a_later_one_was_synced_still_reaches_the_event_store():
     store = get_store()
-    a, b, c, d, e = (Person.objects.create() for _ in range(5))
+    a, b, c, d, e, x = (Person.objects.create() for _ in range(6))
     PersonMerge.objects.create(pk=50, merged=a, into=b, reason="test", actor_label="t")
     assert sync.sync_overrides(store) == 1  # the position is now 50
     _late_merge(c, d, pk=40)
     assert sync.sync_overrides(store) == 0  # behind the position: not seen by the ordinary sync
-    # Late too, and its target merged since (d -> e, synced first): c's events belong to e.
+    # Synced before the late merge is found: its target merged on (d -> e), and x merged into c.
     PersonMerge.objects.create(pk=60, merged=d, into=e, reason="test", actor_label="t")
-    assert sync.sync_overrides(store) == 1
+    PersonMerge.objects.create(pk=70, merged=x, into=c, reason="test", actor_label="t")
+    assert sync.sync_overrides(store) == 2
     assert sync.sync_all(store)["late_merges"] == 1
     assert sync.sync_all(store)["late_merges"] == 0  # nothing is applied twice
     rows = store.cursor().execute("SELECT old_person_id, person_id FROM person_overrides ORDER BY 1").fetchall()
-    assert rows == sorted([(a.pk, b.pk), (c.pk, e.pk), (d.pk, e.pk)])
+    # Every chain one hop long: c's and x's events belong to e.
+    assert rows == sorted([(a.pk, b.pk), (c.pk, e.pk), (d.pk, e.pk), (x.pk, e.pk)])
+
+
+def test_two_concurrent_merges_that_make_a_cycle_are_not_reported_for_ever():
+    store = get_store()
+    c, d = Person.objects.create(), Person.objects.create()
+    PersonMerge.objects.create(pk=50, merged=d, into=c, reason="test", actor_label="t")
+    assert sync.sync_overrides(store) == 1
+    _late_merge(c, d, pk=40)  # committed late, the other way round
+    assert sync.sync_late_merges(store) == 0
+    rows = store.cursor().execute("SELECT old_person_id, person_id FROM person_overrides").fetchall()
+    assert rows == [(d.pk, c.pk)]
 
 
 def test_merging_a_person_into_itself_is_refused():

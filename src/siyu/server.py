@@ -61,7 +61,9 @@ def serve(host: str, port: int, threads: int = 16) -> None:
                        max_request_body_size=settings.SIYU_MAX_UPLOAD_BYTES, channel_timeout=60,
                        connection_limit=1000)
     finally:
-        # Requests already queued are committed; the writer then empties the SQLite log.
-        if not get_writer().stop(timeout=30):
-            log.warning("the ingestion writer did not finish within 30 s; queued requests were not answered")
-        parsers.stop()
+        try:
+            # Requests already queued are committed; the writer then empties the SQLite log.
+            if not get_writer().stop(timeout=30):
+                log.warning("the ingestion writer did not finish within 30 s; queued requests were not answered")
+        finally:
+            parsers.stop()

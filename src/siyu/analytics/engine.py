@@ -196,7 +196,8 @@ def _save_position(cur: duckdb.DuckDBPyConnection, position: tuple[str, int] | N
 def _write_overrides(cur: duckdb.DuckDBPyConnection, pairs: Iterable[tuple[int, int, datetime]]) -> None:
     """``EventStore.apply_overrides`` inside the caller's transaction.
 
-    Set-based: chains within ``pairs`` (a -> b, then b -> c) are followed here first, so two
+    Set-based: chains within ``pairs`` (a -> b, then b -> c) are followed here first, and so is
+    a target already merged on (a merge recorded late: see ``sync.sync_late_merges``); then two
     statements re-point earlier overrides and record the new ones, however many."""
     final: dict[int, tuple[int, datetime]] = {}
     for old, new, at in pairs:
@@ -208,23 +209,37 @@ def _write_overrides(cur: duckdb.DuckDBPyConnection, pairs: Iterable[tuple[int, 
             seen.add(new)
             new = final[new][0]
         final[old] = (new, at)
-    if not final:
+    moved = _overrides_of(cur, {new for new, _at in final.values()})
+    rows = [(old, moved.get(new, new), at) for old, (new, at) in final.items()]
+    rows = [row for row in rows if row[0] != row[1]]  # two concurrent merges made a cycle: nothing to point
+    if not rows:
         return
-    merges = pa.table({"old_person_id": pa.array(list(final), type=pa.int64()),
-                       "person_id": pa.array([n for n, _at in final.values()], type=pa.int64()),
-                       "merged_at": pa.array([at for _n, at in final.values()], type=pa.timestamp("us", tz="UTC"))})
+    old_ids, new_ids, times = zip(*rows, strict=True)
+    merges = pa.table({"old_person_id": pa.array(old_ids, type=pa.int64()),
+                       "person_id": pa.array(new_ids, type=pa.int64()),
+                       "merged_at": pa.array(times, type=pa.timestamp("us", tz="UTC"))})
     cur.register("_merges", merges)
     try:
         cur.execute("UPDATE person_overrides SET person_id = m.person_id FROM _merges AS m"
                     " WHERE person_overrides.person_id = m.old_person_id")
-        # A target merged on since (a merge recorded late: see sync.sync_late_merges) points past it.
-        cur.execute("INSERT INTO person_overrides SELECT m.old_person_id, coalesce(o.person_id, m.person_id),"
-                    " m.merged_at FROM _merges AS m LEFT JOIN person_overrides AS o ON o.old_person_id = m.person_id"
-                    " WHERE coalesce(o.person_id, m.person_id) <> m.old_person_id"
+        cur.execute("INSERT INTO person_overrides SELECT old_person_id, person_id, merged_at FROM _merges"
                     " ON CONFLICT (old_person_id) DO UPDATE SET person_id = excluded.person_id,"
                     " merged_at = excluded.merged_at")
     finally:
         cur.unregister("_merges")
+
+
+def _overrides_of(cur: duckdb.DuckDBPyConnection, person_ids: Iterable[int]) -> dict[int, int]:
+    """The surviving person of each of ``person_ids`` that was merged into another."""
+    ids = list(person_ids)
+    if not ids:
+        return {}
+    cur.register("_asked", pa.table({"asked_id": pa.array(ids, type=pa.int64())}))
+    try:
+        return dict(cur.execute(
+            "SELECT old_person_id, person_id FROM person_overrides JOIN _asked ON old_person_id = asked_id").fetchall())
+    finally:
+        cur.unregister("_asked")
 
 
 class PendingAppend:
@@ -372,14 +387,11 @@ class EventStore:
             _write_overrides(cur, pairs)
             _save_position(cur, position)
 
-    def overridden(self, person_ids: Iterable[int]) -> set[int]:
-        """Which of ``person_ids`` have an override (were merged into another person)."""
-        ids = pa.table({"asked_id": pa.array(list(person_ids), type=pa.int64())})
+    def overrides_of(self, person_ids: Iterable[int]) -> dict[int, int]:
+        """The surviving person of each of ``person_ids`` that was merged into another."""
         cur = self.cursor()
-        cur.register("_asked", ids)
         try:
-            return {pid for (pid,) in cur.execute(
-                "SELECT old_person_id FROM person_overrides JOIN _asked ON old_person_id = asked_id").fetchall()}
+            return _overrides_of(cur, person_ids)
         finally:
             cur.close()
 

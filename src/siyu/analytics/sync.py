@@ -49,9 +49,10 @@ def sync_late_merges(store: EventStore) -> int:
 
     The position moves past the highest merge id copied. On PostgreSQL an id is taken when
     the row is inserted, not when it commits, so a merge committed after one with a higher
-    id (an import beside the server, say) would be passed over for good. The latest
-    ``LATE_MERGE_LOOKBACK`` merges up to the position are checked against the overrides; one
-    whose target was merged on since is pointed at the survivor.
+    id (an import beside the server, say) would be passed over for good. The merges with the
+    ``LATE_MERGE_LOOKBACK`` ids up to the position are checked against the overrides (a cheap
+    read, and on SQLite, whose writers take turns, it never finds any); one whose target was
+    merged on since is pointed at the survivor.
     """
     with store.write_lock():
         position = store.get_position("person_merges")
@@ -59,8 +60,10 @@ def sync_late_merges(store: EventStore) -> int:
                     .order_by("pk").values_list("merged_id", "into_id", "at"))
         if not rows:
             return 0
-        present = store.overridden({merged for merged, _into, _at in rows})
-        missing = [row for row in rows if row[0] not in present]
+        known = store.overrides_of({merged for merged, _into, _at in rows} | {into for _merged, into, _at in rows})
+        # Not missing: one already recorded, and one of two concurrent merges that made a cycle.
+        missing = [(merged, into, at) for merged, into, at in rows
+                   if merged not in known and known.get(into, into) != merged]
         if missing:
             store.apply_overrides(missing)
     return len(missing)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import multiprocessing
+import os
 import pickle
 import queue
 import threading
@@ -169,11 +170,13 @@ def _produce(worker: int, workers: int, pipes: list[tuple[Connection, Connection
 
 
 def _send_all(ready: queue.Queue, out: Connection) -> None:
-    while (item := ready.get()) is not None:
-        try:
+    try:
+        while (item := ready.get()) is not None:
             out.send(item)
-        except OSError:  # the parent stopped reading (it failed or was interrupted)
-            return
+    except BaseException:  # noqa: BLE001 - the parent stopped reading (failed, died), or no memory
+        # Leave at once: the parent then reads an end of file instead of waiting for the chunk,
+        # and no orphan keeps rendering into a queue nobody empties.
+        os._exit(1)
 
 
 class ParallelStream:

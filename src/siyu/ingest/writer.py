@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 
 from django.conf import settings
@@ -51,22 +52,26 @@ class IngestWriter:
             except Exception as exc:  # noqa: BLE001 - handed to the waiting request
                 fut.set_exception(exc)
             return fut
-        self._ensure_thread()
         fut = Future()
-        try:
-            self._queue.put_nowait((items, fut))
-        except queue.Full:
-            raise Overloaded("ingestion queue is full") from None
+        with self._start_lock:  # queued before ``stop``'s marker, or refused: never after it
+            self._ensure_thread()
+            try:
+                self._queue.put_nowait((items, fut))
+            except queue.Full:
+                raise Overloaded("ingestion queue is full") from None
         return fut
 
     def start(self) -> None:
         """Start the writer thread now (it also starts on the first submit)."""
-        self._ensure_thread()
+        with self._start_lock:
+            self._ensure_thread()
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Commit every request queued so far, then end the writer thread (its WAL block then
-        copies the SQLite log back and empties it); later submissions are refused. True when
-        the thread has ended within ``timeout`` seconds."""
+        """Commit every request queued so far, then end the writer thread; later submissions are
+        refused. Its WAL block then copies the SQLite log back and empties it (unless a reader
+        still holds it). True when the thread has ended within ``timeout`` seconds; if the queue
+        stays full that long (a writer stuck on its database), it is left running."""
+        deadline = time.monotonic() + timeout
         with self._start_lock:
             self._stopped = True
             thread = self._thread
@@ -76,16 +81,16 @@ class IngestWriter:
             self._queue.put(([], _STOP), timeout=timeout)
         except queue.Full:
             return False
-        thread.join(timeout)
+        thread.join(max(0.0, deadline - time.monotonic()))
         return not thread.is_alive()
 
     def _ensure_thread(self) -> None:
-        with self._start_lock:
-            if self._stopped:
-                raise Overloaded("the server is stopping")
-            if self._thread is None or not self._thread.is_alive():
-                self._thread = threading.Thread(target=self._run, name="siyu-ingest-writer", daemon=True)
-                self._thread.start()
+        """Start the writer thread if it is not running; the caller holds ``_start_lock``."""
+        if self._stopped:
+            raise Overloaded("the server is stopping")
+        if self._thread is None or not self._thread.is_alive():
+            self._thread = threading.Thread(target=self._run, name="siyu-ingest-writer", daemon=True)
+            self._thread.start()
 
     def _run(self) -> None:
         try:
