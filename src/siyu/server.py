@@ -49,7 +49,8 @@ def serve(host: str, port: int, threads: int = 16) -> None:
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
     get_writer().start()  # also syncs what other processes record while the server is idle
-    Scheduler().start()  # the default dashboard, segments, rule tags and CLV refits
+    scheduler = Scheduler()
+    scheduler.start()  # the default dashboard, segments, rule tags and CLV refits
     # SIGTERM (a service manager, `kill`) ends the server like Ctrl-C: through the finally below.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     workers = settings.SIYU_INGEST_WORKERS
@@ -61,6 +62,7 @@ def serve(host: str, port: int, threads: int = 16) -> None:
                        max_request_body_size=settings.SIYU_MAX_UPLOAD_BYTES, channel_timeout=60,
                        connection_limit=1000)
     finally:
+        scheduler.stop()  # starts no new refresh (one under way may still hold the log)
         try:
             # Requests already queued are committed; the writer then empties the SQLite log.
             if not get_writer().stop(timeout=30):
