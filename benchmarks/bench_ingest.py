@@ -17,6 +17,7 @@ import http.client
 import json
 import multiprocessing as mp
 import os
+import shutil
 import socket
 import statistics
 import subprocess
@@ -161,6 +162,7 @@ def main() -> None:
     ap.add_argument("--users", type=int, default=50_000)
     ap.add_argument("--connections", type=int, default=24)
     ap.add_argument("--port", type=int, default=0, help="default: a free port")
+    ap.add_argument("--keep", action="store_true", help="keep the server's data folder (printed) afterwards")
     args = ap.parse_args()
     args.port = args.port or free_port()
 
@@ -193,6 +195,10 @@ def main() -> None:
     finally:
         server.terminate()
         server.wait(timeout=30)
+        if args.keep:
+            print(f"data folder kept: {data_dir}")
+        else:
+            shutil.rmtree(data_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":
