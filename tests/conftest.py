@@ -4,8 +4,18 @@ from __future__ import annotations
 
 import base64
 import json
+import shutil
 
 import pytest
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Remove the temporary data folder this test process made (``conf.data_dir`` under pytest);
+    one given in ``SIYU_DATA_DIR`` is left alone."""
+    from siyu import conf
+
+    if conf.temporary_data_dir is not None:
+        shutil.rmtree(conf.temporary_data_dir, ignore_errors=True)
 
 
 @pytest.fixture(autouse=True)

@@ -7,6 +7,8 @@ import secrets
 import time
 from pathlib import Path
 
+temporary_data_dir: str | None = None  # made by ``data_dir`` under pytest; the test session removes it
+
 
 def data_dir() -> Path:
     """Return the data folder (``SIYU_DATA_DIR``, default ``./siyu-data``), creating it.
@@ -17,7 +19,8 @@ def data_dir() -> Path:
     if not os.environ.get("SIYU_DATA_DIR") and os.environ.get("PYTEST_VERSION"):
         import tempfile
 
-        os.environ["SIYU_DATA_DIR"] = tempfile.mkdtemp(prefix="siyu-test-")
+        global temporary_data_dir
+        temporary_data_dir = os.environ["SIYU_DATA_DIR"] = tempfile.mkdtemp(prefix="siyu-test-")
     path = Path(os.environ.get("SIYU_DATA_DIR") or Path.cwd() / "siyu-data").resolve()
     if not path.exists():
         # The folder holds personal data (encrypted) and its keys: owner-only.
