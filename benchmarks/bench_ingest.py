@@ -4,9 +4,10 @@ Starts the server on a fresh data folder, warms it with the user population,
 then a load generator (a separate process, keep-alive connections) sends
 batches of 100 realistic messages. Every 200 means the batch is durable in
 both stores. Prints sustained events/s (median of rounds) and the ratio to
-the raw cost of parsing the same JSON alone, measured in the same run.
+the raw cost of parsing the same JSON alone, measured in the same run, and for
+each round the cores the server and its parse workers used.
 
-    .venv/bin/python benchmarks/bench_ingest.py [--requests 600] [--rounds 3] [--users 50000]
+    .venv/bin/python benchmarks/bench_ingest.py [--requests 600] [--rounds 3] [--users 50000] [--keep]
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import signal
 from collections import defaultdict
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -212,46 +214,42 @@ def _dies_in_the_middle_of_a_chunk(worker, _workers, pipes):
     os._exit(3)
 
 
-def test_a_generator_that_dies_while_sending_a_chunk_stops_the_build_with_an_error(monkeypatch):
-    import signal
-
-    from siyu.demo import stream as stream_module
-
+@contextmanager
+def _fails_instead_of_hanging(seconds: int, what: str):
+    """Raise AssertionError(``what``) if the block has not ended after ``seconds``."""
     def hung(_signum, _frame):
-        raise AssertionError("the build waited for the rest of a chunk that will never come")
+        raise AssertionError(what)
 
-    monkeypatch.setattr(stream_module, "_produce", _dies_in_the_middle_of_a_chunk)
-    stream = stream_module.ParallelStream(DemoStream(150, 3, END, chunk_sessions=10), workers=1)
     previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(60)
+    signal.alarm(seconds)
     try:
-        with pytest.raises(RuntimeError, match="exited with code 3 before sending chunk 0"):
-            next(stream.batches())
+        yield
     finally:
         signal.alarm(0)
         signal.signal(signal.SIGALRM, previous)
 
 
+def test_a_generator_that_dies_while_sending_a_chunk_stops_the_build_with_an_error(monkeypatch):
+    from siyu.demo import stream as stream_module
+
+    monkeypatch.setattr(stream_module, "_produce", _dies_in_the_middle_of_a_chunk)
+    stream = stream_module.ParallelStream(DemoStream(150, 3, END, chunk_sessions=10), workers=1)
+    with _fails_instead_of_hanging(60, "the build waited for the rest of a chunk that will never come"), \
+            pytest.raises(RuntimeError, match="exited with code 3 before sending chunk 0"):
+        next(stream.batches())
+
+
 def test_a_generator_process_that_dies_stops_the_build_with_an_error():
     import os
-    import signal
 
     from siyu.demo.stream import ParallelStream
-
-    def hung(_signum, _frame):
-        raise AssertionError("the build waited for the dead generator instead of stopping")
 
     # Two workers: the second, still alive, must not hold the first one's pipe open.
     stream = ParallelStream(DemoStream(150, 3, END, chunk_sessions=10), workers=2)
     batches = stream.batches()
     next(batches)
     os.kill(stream._procs[0].pid, signal.SIGKILL)  # out of memory, say
-    previous = signal.signal(signal.SIGALRM, hung)
-    signal.alarm(60)  # fail, not hang, if the death were not noticed
-    try:
-        with pytest.raises(RuntimeError, match="exited with code -9"):
-            for _batch in batches:
-                pass
-    finally:
-        signal.alarm(0)
-        signal.signal(signal.SIGALRM, previous)
+    with _fails_instead_of_hanging(60, "the build waited for the dead generator instead of stopping"), \
+            pytest.raises(RuntimeError, match="exited with code -9"):
+        for _batch in batches:
+            pass

@@ -60,22 +60,27 @@ def test_overrides_recorded_together_are_one_hop_in_any_order():
     assert store.cursor().execute("SELECT count(*) FROM person_overrides").fetchone() == (5,)
 
 
+def _merge_row(merged: Person, into: Person, pk: int) -> None:
+    """A merge recorded with the id ``pk`` (the event store is left to the syncs)."""
+    PersonMerge.objects.create(pk=pk, merged=merged, into=into, reason="test", actor_label="t")
+
+
 def _late_merge(merged: Person, into: Person, pk: int) -> None:
     """A merge row with an id below the sync position, as one committed late on PostgreSQL is."""
-    PersonMerge.objects.create(pk=pk, merged=merged, into=into, reason="test", actor_label="t")
+    _merge_row(merged, into, pk)
     Person.objects.filter(pk=merged.pk).update(merged_into=into)
 
 
 def test_a_merge_committed_after_a_later_one_was_synced_still_reaches_the_event_store():
     store = get_store()
     a, b, c, d, e, x = (Person.objects.create() for _ in range(6))
-    PersonMerge.objects.create(pk=50, merged=a, into=b, reason="test", actor_label="t")
+    _merge_row(a, b, pk=50)
     assert sync.sync_overrides(store) == 1  # the position is now 50
     _late_merge(c, d, pk=40)
     assert sync.sync_overrides(store) == 0  # behind the position: not seen by the ordinary sync
     # Synced before the late merge is found: its target merged on (d -> e), and x merged into c.
-    PersonMerge.objects.create(pk=60, merged=d, into=e, reason="test", actor_label="t")
-    PersonMerge.objects.create(pk=70, merged=x, into=c, reason="test", actor_label="t")
+    _merge_row(d, e, pk=60)
+    _merge_row(x, c, pk=70)
     assert sync.sync_overrides(store) == 2
     assert sync.sync_all(store)["late_merges"] == 1
     assert sync.sync_all(store)["late_merges"] == 0  # nothing is applied twice
@@ -87,7 +92,7 @@ def test_a_merge_committed_after_a_later_one_was_synced_still_reaches_the_event_
 def test_two_concurrent_merges_that_make_a_cycle_are_not_reported_for_ever():
     store = get_store()
     c, d = Person.objects.create(), Person.objects.create()
-    PersonMerge.objects.create(pk=50, merged=d, into=c, reason="test", actor_label="t")
+    _merge_row(d, c, pk=50)
     assert sync.sync_overrides(store) == 1
     _late_merge(c, d, pk=40)  # committed late, the other way round
     assert sync.sync_late_merges(store) == 0
