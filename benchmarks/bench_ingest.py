@@ -5,7 +5,7 @@ then a load generator (a separate process, keep-alive connections) sends
 batches of 100 realistic messages. Every 200 means the batch is durable in
 both stores. Prints sustained events/s (median of rounds) and the ratio to
 the raw cost of parsing the same JSON alone, measured in the same run, and for
-each round the cores the server and its parse workers used.
+each round the cores the server and its parse workers used, also as CPU time a message.
 
     .venv/bin/python benchmarks/bench_ingest.py [--requests 600] [--rounds 3] [--users 50000] [--keep]
 """
@@ -148,6 +148,13 @@ class CpuShare:
         return (f"server process {self.server_cores:.2f} cores, parse workers {self.worker_cores:.2f},"
                 f" machine {self.machine:.0%} busy")
 
+    def per_message(self, rate: float) -> str:
+        """The same as CPU time a message: what a change must cut for the rate to rise."""
+        cores = os.cpu_count() or 1
+        return (f"CPU a message: server {self.server_cores / rate * 1e6:.0f} µs,"
+                f" workers {self.worker_cores / rate * 1e6:.0f} µs,"
+                f" machine {self.machine * cores / rate * 1e6:.0f} µs")
+
 
 def parse_only(bodies: list[bytes]) -> float:
     """Baseline: events/s for json.loads of the same bodies, nothing else."""
@@ -188,7 +195,7 @@ def main() -> None:
             rates.append(rate)
             baselines.append(base)
             print(f"round {r + 1}: {accepted} events in {elapsed:.2f}s = {rate:,.0f} events/s"
-                  f" (json.loads alone: {base:,.0f}/s) | {share}", flush=True)
+                  f" (json.loads alone: {base:,.0f}/s) | {share} | {share.per_message(rate)}", flush=True)
         rate, base = statistics.median(rates), statistics.median(baselines)
         print(f"\ningest /v1/batch (100 msgs/request, durable): {rate:,.0f} events/s median"
               f" | parse-only baseline {base:,.0f} events/s | ratio {rate / base:.3f}"

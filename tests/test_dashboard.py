@@ -415,3 +415,27 @@ def test_the_server_computes_the_default_dashboard_once_new_events_settle(shop, 
     post_segment("/v1/batch", {"batch": [track("u-3", "Product Viewed", "2026-01-08 10:00")]})
     assert scheduler.warm_dashboard() is False and scheduler.warm_dashboard() is False
     assert not warmed()
+
+
+def test_stopping_the_scheduler_waits_a_while_for_work_under_way(monkeypatch):
+    """``siyu serve`` gives a refresh under way time to end before the writer empties the SQLite
+    log, which a reader still holding it would keep."""
+    import threading
+
+    from siyu.scheduler import Scheduler
+
+    started, release = threading.Event(), threading.Event()
+
+    def busy(self) -> bool:
+        started.set()
+        return release.wait(30)
+
+    monkeypatch.setattr(Scheduler, "_first_refresh_in", lambda self: 3600.0)
+    monkeypatch.setattr(Scheduler, "warm_dashboard", busy)
+    assert Scheduler().stop(timeout=0) is True  # never started
+    scheduler = Scheduler()
+    scheduler.start()
+    assert started.wait(10)
+    assert scheduler.stop(timeout=0.2) is False  # still working: the caller is told
+    release.set()
+    assert scheduler.stop(timeout=10) is True

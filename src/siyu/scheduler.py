@@ -29,8 +29,16 @@ class Scheduler:
             self._thread = threading.Thread(target=self._run, name="siyu-scheduler", daemon=True)
             self._thread.start()
 
-    def stop(self) -> None:
+    def stop(self, timeout: float = 0.0) -> bool:
+        """Start no new work, and wait up to ``timeout`` seconds for work under way (a refresh
+        reading the databases keeps SQLite's log from being emptied at shutdown). True when the
+        thread has ended."""
         self._stop.set()
+        thread = self._thread
+        if thread is None:
+            return True
+        thread.join(timeout)
+        return not thread.is_alive()
 
     def _run(self) -> None:
         due = time.monotonic() + self._first_refresh_in()

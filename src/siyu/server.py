@@ -10,6 +10,7 @@ import sys
 from waitress import serve as waitress_serve
 
 log = logging.getLogger("siyu")
+SCHEDULER_STOP_SECONDS = 15.0
 
 
 def prepare() -> None:
@@ -62,7 +63,9 @@ def serve(host: str, port: int, threads: int = 16) -> None:
                        max_request_body_size=settings.SIYU_MAX_UPLOAD_BYTES, channel_timeout=60,
                        connection_limit=1000)
     finally:
-        scheduler.stop()  # starts no new refresh (one under way may still hold the log)
+        # No new refresh; one under way may finish (else it may hold the log the writer empties).
+        if not scheduler.stop(timeout=SCHEDULER_STOP_SECONDS):
+            log.warning("a scheduled refresh is still running; the SQLite log may stay until the next start")
         try:
             # Requests already queued are committed; the writer then empties the SQLite log.
             if not get_writer().stop(timeout=30):
