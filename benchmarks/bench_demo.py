@@ -33,6 +33,9 @@ import threading
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from _stages import Stages, print_table  # noqa: E402
+
 FIGURE_CUSTOMERS, FIGURE_SECONDS, FIGURE_BYTES = 1_000_000, 600, 4 * 2**30
 END = "2026-11-20T12:00:00+00:00"  # a fixed window, so runs compare
 
@@ -67,47 +70,6 @@ def _generate(customers: int, seed: int) -> dict:
             "sessions_done": sessions_done, "done": done}
 
 
-class _Stages:
-    """Cumulative seconds spent in each step of ``pipeline.process`` (wrapped at run time)."""
-
-    def __init__(self) -> None:
-        self.seconds: dict[str, float] = {}
-
-    def wrap(self, owner, attr: str, label: str) -> None:
-        func = getattr(owner, attr, None)
-        if func is None:
-            return
-        seconds = self.seconds
-        seconds.setdefault(label, 0.0)
-
-        def timed(*args, **kwargs):
-            t = time.perf_counter()
-            try:
-                return func(*args, **kwargs)
-            finally:
-                seconds[label] += time.perf_counter() - t
-
-        setattr(owner, attr, timed)
-
-    def install(self) -> None:
-        from django.db import connection
-
-        from siyu.analytics.engine import PendingAppend
-        from siyu.ingest import pipeline
-
-        self.wrap(pipeline, "process", "process (total)")
-        self.wrap(pipeline.DEDUPE, "fresh", "dedupe check")
-        self.wrap(pipeline.DEDUPE, "add", "dedupe remember")
-        self.wrap(pipeline.Resolver, "resolve", "identity resolution")
-        self.wrap(pipeline, "_apply_profiles", "profile updates")
-        self.wrap(pipeline, "_record_orders", "orders and refunds")
-        self.wrap(pipeline, "_event_columns", "event columns (python)")
-        self.wrap(PendingAppend, "commit", "duckdb commit (with merges)")
-        self.wrap(pipeline.sync, "sync_overrides", "merge overrides sync")
-        connection.ensure_connection()
-        self.wrap(connection, "commit", "sqlite commit")
-
-
 def _demo(customers: int, seed: int, stages: bool) -> dict:
     """The demo as `siyu demo --no-serve` builds it; on SIGINT, report how far it got."""
     from datetime import datetime
@@ -115,7 +77,7 @@ def _demo(customers: int, seed: int, stages: bool) -> dict:
     from siyu.cli import ensure_migrated
 
     ensure_migrated()
-    timer = _Stages()
+    timer = Stages()
     if stages:
         timer.install()
     from siyu.analytics.engine import get_store
@@ -140,7 +102,7 @@ def _demo(customers: int, seed: int, stages: bool) -> dict:
     self_usage = resource.getrusage(resource.RUSAGE_SELF)
     from siyu.demo.build import default_workers
 
-    return {"result": result, "done": done, "elapsed_s": time.monotonic() - t0, "stages": timer.seconds,
+    return {"result": result, "done": done, "elapsed_s": time.monotonic() - t0, "stages": timer.table() if stages else [],
             "workers": default_workers(customers),
             "main_cpu_s": self_usage.ru_utime + self_usage.ru_stime, "main_peak_rss": self_usage.ru_maxrss * 1024}
 
@@ -235,10 +197,8 @@ def _report(customers: int, base: dict, demo: dict) -> None:
         if key in d["result"]:
             print(f"    {key}: {d['result'][key]}")
     if d["stages"]:
-        whole = d["stages"].get("process (total)") or 1
         print("  where pipeline.process spends its time (ingesting process):")
-        for name, secs in sorted(d["stages"].items(), key=lambda kv: -kv[1]):
-            print(f"    {name:<24} {secs:8.1f}s {secs / whole:6.1%} {secs / max(ingested, 1) * 1e6:7.1f} µs/message")
+        print_table(d["stages"], ingested)
     if customers >= FIGURE_CUSTOMERS:
         ok = d["done"] and projected < FIGURE_SECONDS and demo["tree_peak_rss"] < FIGURE_BYTES
         print(f"  figure (1M customers < {FIGURE_SECONDS}s, peak < 4 GiB): {'MET' if ok else 'NOT MET'}")

@@ -7,7 +7,11 @@ both stores. Prints sustained events/s (median of rounds) and the ratio to
 the raw cost of parsing the same JSON alone, measured in the same run, and for
 each round the cores the server and its parse workers used, also as CPU time a message.
 
-    .venv/bin/python benchmarks/bench_ingest.py [--requests 600] [--rounds 3] [--users 50000] [--keep]
+    .venv/bin/python benchmarks/bench_ingest.py [--requests 600] [--rounds 3] [--users 50000] [--keep] [--stages]
+
+With ``--stages`` the server runs through ``_serve_stages.py`` and the steps of
+``pipeline.process`` are timed over the measured rounds (wall and CPU time a message; the
+timing itself costs a little).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ import json
 import multiprocessing as mp
 import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
@@ -30,6 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 import _payloads  # noqa: E402
+from _stages import print_table, table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SIYU = str(ROOT / ".venv" / "bin" / "siyu")
@@ -156,6 +162,18 @@ class CpuShare:
                 f" machine {self.machine * cores / rate * 1e6:.0f} µs")
 
 
+def stage_snapshot(server: subprocess.Popen, path: Path, timeout: float = 30) -> dict:
+    """Ask the server (``_serve_stages.py``) for its step times so far (SIGUSR1) and read them."""
+    mtime = path.stat().st_mtime_ns if path.exists() else 0
+    server.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if path.exists() and path.stat().st_mtime_ns != mtime:
+            return json.loads(path.read_text())
+        time.sleep(0.05)
+    raise SystemExit("the server did not write its step times (is it benchmarks/_serve_stages.py?)")
+
+
 def parse_only(bodies: list[bytes]) -> float:
     """Baseline: events/s for json.loads of the same bodies, nothing else."""
     start = time.perf_counter()
@@ -171,6 +189,8 @@ def main() -> None:
     ap.add_argument("--connections", type=int, default=24)
     ap.add_argument("--port", type=int, default=0, help="default: a free port")
     ap.add_argument("--keep", action="store_true", help="keep the server's data folder (printed) afterwards")
+    ap.add_argument("--stages", action="store_true",
+                    help="time each step of pipeline.process in the server (benchmarks/_serve_stages.py)")
     args = ap.parse_args()
     args.port = args.port or free_port()
 
@@ -178,14 +198,18 @@ def main() -> None:
     env = {**os.environ, "SIYU_DATA_DIR": data_dir}
     key = json.loads(subprocess.check_output([SIYU, "source", "create", "bench", "--json"], env=env))["write_key"]
     auth = "Basic " + base64.b64encode(f"{key}:".encode()).decode()
-    server = subprocess.Popen([SIYU, "serve", "--port", str(args.port), "--threads", str(max(32, args.connections + 8))], env=env,
-                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    serve = [sys.executable, str(ROOT / "benchmarks" / "_serve_stages.py")] if args.stages else [SIYU, "serve"]
+    stages_file = Path(data_dir) / "stages.json"
+    env["SIYU_BENCH_STAGES"] = str(stages_file)
+    server = subprocess.Popen([*serve, "--port", str(args.port), "--threads", str(max(32, args.connections + 8))],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
         wait_for(args.port, server)
         # Warm-up: every user of the population identifies once (a running shop's steady state).
         warm = [json.dumps(b).encode() for b in _payloads.batches(args.users * 3 // 100, users=args.users, seed=0)]
         load(args.port, auth, warm, args.connections)
         rates, baselines = [], []
+        before = stage_snapshot(server, stages_file) if args.stages else None
         for r in range(args.rounds):
             bodies = [json.dumps(b).encode()
                       for b in _payloads.batches(args.requests, users=args.users, seed=r + 1)]
@@ -196,6 +220,10 @@ def main() -> None:
             baselines.append(base)
             print(f"round {r + 1}: {accepted} events in {elapsed:.2f}s = {rate:,.0f} events/s"
                   f" (json.loads alone: {base:,.0f}/s) | {share} | {share.per_message(rate)}", flush=True)
+        if args.stages:
+            after = stage_snapshot(server, stages_file)
+            print("\nwhere pipeline.process spent its time in the server, over the measured rounds:")
+            print_table(table(after, before), after["messages"] - before["messages"], indent="  ")
         rate, base = statistics.median(rates), statistics.median(baselines)
         print(f"\ningest /v1/batch (100 msgs/request, durable): {rate:,.0f} events/s median"
               f" | parse-only baseline {base:,.0f} events/s | ratio {rate / base:.3f}"
