@@ -144,3 +144,28 @@ def test_the_persons_copy_carries_every_attribute_as_the_operational_database_ho
         "last_seen": datetime(2026, 3, 9, tzinfo=UTC), "first_order_at": datetime(2026, 3, 5, tzinfo=UTC),
         "last_order_at": t, "traits": {"gender": "女", "birthday": "1990-03-04", "city": "上海", "points": 5},
         "p_alive": 0.5, "expected_purchases": 1.25, "predicted_spend": Decimal("10.57"), "clv": Decimal("9.99")}
+
+
+def test_the_idle_writer_brings_in_merges_and_leaves_the_full_copies_to_the_scheduler(monkeypatch):
+    """A full copy of the persons takes ~10 s at a million: requests must not wait for it behind
+    the writer. The writer, when idle, brings in merges made elsewhere; the scheduler copies the
+    persons on its own thread once ingestion has been idle as long."""
+    from siyu.ingest import writer as writer_module
+    from siyu.ingest.writer import IDLE_SYNC_SECONDS
+    from siyu.scheduler import Scheduler
+
+    def copied() -> int:
+        return get_store().cursor().execute("SELECT count(*) FROM persons").fetchone()[0]
+
+    a, b = Person.objects.create(), Person.objects.create()
+    merge_persons(a.pk, b.pk, reason="test", evidence={}, actor_label="t")
+    writer_module.IngestWriter._sync()
+    assert get_store().overrides_of([a.pk]) == {a.pk: b.pk}  # merges: brought in by the writer
+    assert copied() == 0  # the copy: not on the writer's thread
+
+    busy = writer_module.IngestWriter(10)  # its thread is never started: only its clock is read
+    monkeypatch.setattr(writer_module, "_writer", busy)
+    assert Scheduler.sync_copies() is False and copied() == 0  # a group was just committed
+    busy._last_commit -= IDLE_SYNC_SECONDS
+    assert Scheduler.sync_copies() is True
+    assert copied() == 1  # the survivor

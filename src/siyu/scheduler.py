@@ -1,6 +1,7 @@
-"""Background work of the process that owns the event store: refresh segments and rule tags,
-refit the CLV models when due, and recompute the default dashboard once new events have
-settled, so its first visitor gets a cached answer. One daemon thread, started by ``siyu serve``."""
+"""Background work of the process that owns the event store: keep its copies of the persons
+and tags current while ingestion is idle, refresh segments and rule tags, refit the CLV models
+when due, and recompute the default dashboard once new events have settled, so its first
+visitor gets a cached answer. One daemon thread, started by ``siyu serve``."""
 
 from __future__ import annotations
 
@@ -44,6 +45,7 @@ class Scheduler:
         due = time.monotonic() + self._first_refresh_in()
         self.warm_dashboard()
         while not self._stop.wait(TICK_SECONDS):
+            self.sync_copies()
             self.warm_dashboard()
             if time.monotonic() >= due:
                 started = time.monotonic()
@@ -67,6 +69,26 @@ class Scheduler:
             return self.first_delay
         age = (timezone.now() - last).total_seconds()
         return max(self.first_delay, settings.SIYU_SEGMENT_REFRESH_MINUTES * 60 - age)
+
+    @staticmethod
+    def sync_copies() -> bool:
+        """Bring the event store's copies of the persons and their tags up to date once ingestion
+        has been idle for a while (as the writer brings in merges then); True when it ran. On this
+        thread, so that requests never wait for a full copy. Errors are logged, never raised."""
+        from siyu.analytics import sync
+        from siyu.analytics.engine import get_store
+        from siyu.ingest.writer import IDLE_SYNC_SECONDS, get_writer
+
+        if get_writer().idle_seconds() < IDLE_SYNC_SECONDS:
+            return False
+        try:
+            done = sync.sync_copies(get_store())
+        except Exception:
+            log.exception("copying the persons into the event store failed; will retry")
+            return False
+        if any(done.values()):
+            log.info("event store copies synced: %s", done)
+        return True
 
     def warm_dashboard(self) -> bool:
         """Compute the default dashboard when the data changed and has not changed since the last

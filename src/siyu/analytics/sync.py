@@ -26,7 +26,10 @@ from siyu.customers.profile import normalise_gender
 from siyu.db import json_text
 from siyu.orders.models import Order
 
-_sync_lock = threading.RLock()  # one sync at a time: the writer when idle, the scheduler, actions
+# One caller at a time for each side (the ingestion writer when idle, the scheduler, commands),
+# separately: the writer, which waits for the first, must never wait for a full copy.
+_events_lock = threading.RLock()  # merges and imported orders into the events' side
+_copies_lock = threading.RLock()  # the copies of the persons and their tags
 _YEAR = re.compile(r"(19|20)\d\d")
 
 
@@ -223,7 +226,7 @@ def tags_signature() -> int:
 
 def sync_tags(store: EventStore, *, force: bool = False) -> int:
     """Replace the event store's copy of who carries which tag (skipped when nothing changed)."""
-    with _sync_lock:
+    with _copies_lock:
         return _sync_tags(store, force)
 
 
@@ -241,9 +244,21 @@ def _sync_tags(store: EventStore, force: bool) -> int:
     return table.num_rows
 
 
-def sync_all(store: EventStore) -> dict[str, int]:
-    """Every sync, one caller at a time (the ingest writer when idle, the scheduler, commands)."""
-    with _sync_lock:
+def sync_events(store: EventStore) -> dict[str, int]:
+    """What other processes recorded that the events' side must reflect: merges and imported
+    orders. Cheap when nothing is new; the ingestion writer runs it when idle."""
+    with _events_lock:
         return {"overrides": sync_overrides(store), "late_merges": sync_late_merges(store),
-                "imported_orders": sync_imported_orders(store),
-                "persons": sync_persons(store), "tags": sync_tags(store)}
+                "imported_orders": sync_imported_orders(store)}
+
+
+def sync_copies(store: EventStore) -> dict[str, int]:
+    """The copies of the persons and their tags: a full copy when anything changed (~10 s at a
+    million persons), so the scheduler runs it on its own thread, not the ingestion writer."""
+    with _copies_lock:
+        return {"persons": sync_persons(store), "tags": sync_tags(store)}
+
+
+def sync_all(store: EventStore) -> dict[str, int]:
+    """Every sync (the scheduled refresh, commands, the server's start)."""
+    return {**sync_events(store), **sync_copies(store)}

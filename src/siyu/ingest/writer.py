@@ -43,6 +43,7 @@ class IngestWriter:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._stopped = False
+        self._last_commit = time.monotonic()
 
     def submit(self, items: list[tuple[int | None, Message]]) -> Future:
         if settings.SIYU_INGEST_SYNC:
@@ -117,6 +118,7 @@ class IngestWriter:
                 item = self._next_nowait() if size < MAX_GROUP else None
             if group:
                 self._commit(group)
+                self._last_commit = time.monotonic()
             if stop:
                 return
 
@@ -139,15 +141,21 @@ class IngestWriter:
         for _items, fut in group:
             fut.set_result(outcome)
 
+    def idle_seconds(self) -> float:
+        """Seconds since the last group committed (or since this writer was made)."""
+        return time.monotonic() - self._last_commit
+
     @staticmethod
     def _sync() -> None:
-        """When idle, bring in what other processes recorded (CLI imports, merges)."""
+        """When idle, bring in what other processes recorded (CLI imports, merges). The copies of
+        the persons and tags are the scheduler's (``Scheduler.sync_copies``): a full copy takes
+        ~10 s at a million persons, and requests would wait for it here."""
         from siyu.analytics import sync
         from siyu.analytics.engine import get_store
 
         try:
             _keep_connection()
-            done = sync.sync_all(get_store())
+            done = sync.sync_events(get_store())
         except Exception:
             log.exception("event-store sync failed; will retry")
             return
