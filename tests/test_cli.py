@@ -279,3 +279,18 @@ def test_help_lists_every_command(world):
 def _cleanup(world):
     yield
     shutil.rmtree(world.data_dir, ignore_errors=True)
+
+
+def test_a_log_line_is_printed_once_even_when_a_library_configured_the_root_logger(tmp_path):
+    """Some dependencies log through the root logger, which gives it a handler of its own; the
+    ``siyu`` loggers must not print through it as well (the server's log showed every line twice)."""
+    script = ("import logging, os\n"
+              "os.environ.setdefault('DJANGO_SETTINGS_MODULE', 'siyu.settings')\n"
+              "import django\n"
+              "django.setup()\n"
+              "logging.info('a library')\n"
+              "logging.getLogger('siyu.ingest').info('event store synced')\n")
+    env = {k: v for k, v in os.environ.items() if k not in FOREIGN}
+    out = subprocess.run([sys.executable, "-c", script], env={**env, "SIYU_DATA_DIR": str(tmp_path)},
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert (out.stdout + out.stderr).count("event store synced") == 1

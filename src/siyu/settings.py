@@ -141,7 +141,9 @@ LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
     "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "loggers": {"siyu": {"handlers": ["console"], "level": "INFO"}},
+    # Not propagated: a library that logs through the root logger gives it a handler of its own,
+    # and every line of ours would then be printed twice.
+    "loggers": {"siyu": {"handlers": ["console"], "level": "INFO", "propagate": False}},
 }
 # Static files are served by the app process itself (WhiteNoise): no web server to set up.
 WHITENOISE_USE_FINDERS = True
