@@ -61,6 +61,8 @@ class Stages:
         self.wrap(PendingAppend, "commit", "duckdb commit (with merges)")
         self.wrap(pipeline.sync, "unsynced_merges", "merges to copy")
         self.wrap(pipeline.sync, "sync_overrides", "merge overrides sync")
+        self.wrap(pipeline.sync, "fold_activity", "activity fold (every 30 s)")
+        self.wrap(profile, "apply_activity", "  fold: write the profiles")
         # Every thread's connection (the server's writer has its own): the class's method, not the
         # proxy's (``django.db.connection`` stands for the calling thread's connection).
         self.wrap(type(connections["default"]), "commit", "database commit")

@@ -23,13 +23,14 @@ def _fresh_stores(settings, tmp_path):
     from siyu.analytics import engine
     from siyu.customers.identity import CACHE
     from siyu.ingest import views
-    from siyu.ingest.pipeline import DEDUPE
+    from siyu.ingest.pipeline import ACTIVITY, DEDUPE
 
     settings.SIYU_INGEST_SYNC = True
     settings.SIYU_EVENT_STORE = str(tmp_path / "events.duckdb")
     engine.close_store()
     CACHE.clear()
     DEDUPE.reset()
+    ACTIVITY.reset()
     views._keys.clear()
     yield
     engine.close_store()

@@ -230,6 +230,10 @@ def test_the_profile_has_identities_traits_and_computed_attributes(as_role, cust
     assert (computed["order_count"], computed["total_spend"], computed["average_order_value"]) == (1, "99.90", "99.90")
     assert computed["acquisition_channel"] == "xiaohongshu"
     assert computed["first_seen"].startswith("2026-01-01T10:00")
+    # The order's message was the known customer's latest activity, not yet folded into the
+    # database (``sync.fold_activity``): the profile adds it.
+    assert Person.objects.get(pk=customer.pk).last_seen.isoformat().startswith("2026-01-01T10:01")
+    assert computed["last_seen"].startswith("2026-01-02T10:00")
 
 
 def test_an_analyst_sees_personal_data_masked_and_nothing_is_audited(as_role, customer):

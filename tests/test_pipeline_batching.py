@@ -10,8 +10,11 @@ from datetime import UTC, datetime, timedelta
 import numpy as np
 import pytest
 
+from siyu.analytics import sync
+from siyu.analytics.engine import get_store
 from siyu.customers.models import Identity, Person
 from siyu.customers.profile import read_pii
+from siyu.customers.queries import with_recent_activity
 from siyu.ingest import pipeline, segment, sensors
 from siyu.orders.models import Order
 
@@ -77,11 +80,16 @@ def _messages(run: str) -> list:
     return out
 
 
-def _profiles() -> dict[str, dict]:
-    """Every customer's profile, keyed by the hash of their user id."""
+def _profiles(*, fold: bool = True) -> dict[str, dict]:
+    """Every customer's profile, keyed by the hash of their user id: once the activity is folded
+    into the database (``fold``), or as read with the activity not yet folded."""
+    if fold:
+        sync.fold_activity(get_store())
     out = {}
     for value_hash, person_id in Identity.objects.filter(kind="user_id").values_list("value_hash", "person_id"):
         p = Person.objects.get(pk=person_id)
+        if not fold:
+            with_recent_activity(p)
         out[value_hash] = {
             "traits": p.traits, "pii": read_pii(p), "first_seen": p.first_seen, "last_seen": p.last_seen,
             "channel": p.acquisition_channel, "first_touch": p.first_touch, "last_touch": p.last_touch,
@@ -109,10 +117,29 @@ def test_a_batch_gives_the_same_profiles_as_one_message_at_a_time(source):
     outcome = pipeline.process([(source.pk, m) for _s, m in _messages("all")])
     assert outcome.accepted == 90
     batched = _profiles()
-    assert batched.keys() == one_by_one.keys()
-    for customer, profile in one_by_one.items():
+    _same(batched, one_by_one)
+
+
+def test_profiles_read_before_the_activity_is_folded_are_the_same_as_after(source):
+    """Messages of known customers leave their seen times and touches in the event store until
+    the fold; a profile read meanwhile adds them, and shows what the fold then writes."""
+    pipeline.process([(source.pk, m) for _s, m in _messages("first")[:12]])  # creates the customers
+    sync.fold_activity(get_store())
+    pipeline.process([(source.pk, m) for _s, m in _messages("second")])
+    assert get_store().activity_size() > 0
+    before = _profiles(fold=False)
+    stale = {p.pk: p.last_seen for p in Person.objects.all()}
+    after = _profiles()
+    assert get_store().activity_size() == 0
+    assert any(stale[p.pk] != p.last_seen for p in Person.objects.all())  # the fold wrote something
+    _same(before, after)
+
+
+def _same(got: dict[str, dict], expected: dict[str, dict]) -> None:
+    assert got.keys() == expected.keys()
+    for customer, profile in expected.items():
         for name, value in profile.items():  # one field at a time, so a failure names it
-            assert (name, batched[customer][name]) == (name, value)
+            assert (name, got[customer][name]) == (name, value)
 
 
 def test_dedupe_window_stays_compact_and_forgets_the_oldest_first():

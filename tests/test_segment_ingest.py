@@ -8,9 +8,10 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from siyu.analytics import sync
 from siyu.analytics.engine import get_store
 from siyu.customers.models import Identity, Person
-from siyu.customers.queries import Lookup, find_person
+from siyu.customers.queries import Lookup, find_person, with_recent_activity
 from siyu.ingest.models import DeadLetter
 from siyu.orders.models import Order
 
@@ -170,9 +171,18 @@ def test_first_touch_channel_and_utm_are_kept(post_segment):
     post_segment("/v1/track", {"anonymousId": "d", "event": "Scan", "timestamp": "2026-01-02T00:00:00Z",
                                "properties": {"store": "SH-01", "qr_scene": "table-5"}})
     person = find_person(Lookup("anonymous_id", "d"))
-    assert person.acquisition_channel == "xiaohongshu"
-    assert person.first_touch["utm_campaign"] == "spring"
-    assert person.last_touch["store"] == "SH-01"
+    # The second message's touch waits in the event store for the fold; a profile read adds it.
+    assert "store" not in person.last_touch
+    for read in (with_recent_activity(person), _folded(person)):
+        assert read.acquisition_channel == "xiaohongshu"
+        assert read.first_touch["utm_campaign"] == "spring"
+        assert read.last_touch["store"] == "SH-01"
+        assert read.last_seen == datetime(2026, 1, 2, tzinfo=UTC)
+
+
+def _folded(person: Person) -> Person:
+    sync.fold_activity(get_store())
+    return Person.objects.get(pk=person.pk)
 
 
 def test_alias_merges_and_the_merge_is_explained(post_segment):

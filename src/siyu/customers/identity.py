@@ -200,6 +200,7 @@ class Resolver:
         self._redirect: dict[int, int] = {}
         self._cached: dict[tuple[str, str], int] = {}  # what the process cache said (no need to tell it again)
         self.merges: list[tuple[int, int]] = []  # (merged, into)
+        self.created: set[int] = set()  # the persons this batch created (their ids, once resolved)
         self._conflicts_found: list[tuple] = []
 
     # -- public --------------------------------------------------------------
@@ -390,6 +391,7 @@ class Resolver:
         if new_persons:
             for np_, pid in zip(new_persons, _insert_persons(len(new_persons)), strict=True):
                 np_.row_id = pid
+                self.created.add(pid)
         final_id, redirect, cached = self._final_id, self._redirect, self._cached
         rows = [
             (final_id(person), claim.kind, claim.key[1], crypto.encrypt(claim.value), self.source_id)

@@ -9,7 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
-from django.db import connection
+from django.db import connection, models
 
 from siyu.customers.models import Person
 from siyu.db import datetime_param, json_param
@@ -186,6 +186,50 @@ class ProfileFold:
         _apply_folded(self._seen)
 
 
+def apply_activity(rows: Iterable[tuple]) -> None:
+    """Fold activity summaries (``EventStore.activity``'s rows) into the persons they name, or
+    the persons those were merged into since; inside a transaction."""
+    rows = list(rows)
+    survivor = _survivors([row[0] for row in rows])
+    fold = ProfileFold()
+    for pid, lo, hi, f_at, f_touch, l_at, l_touch in rows:
+        pid = survivor.get(pid, pid)
+        if pid is None:
+            continue
+        fold.seen(pid, lo, {})
+        fold.seen(pid, hi, {})
+        if f_touch is not None:
+            fold.seen(pid, f_at, f_touch, touches_seen=False)
+            fold.seen(pid, l_at, l_touch, touches_seen=False)
+    fold.apply()
+
+
+def _survivors(ids: list[int]) -> dict[int, int | None]:
+    """For those of ``ids`` merged into another person since, the survivor (chains followed); for
+    erased ones, None. Other ids are left out."""
+    link: dict[int, int | None] = {}
+    todo = ids
+    while todo:
+        rows = []
+        for i in range(0, len(todo), 500):
+            rows += Person.objects.filter(pk__in=todo[i : i + 500]).filter(
+                models.Q(merged_into__isnull=False) | models.Q(erased_at__isnull=False)
+            ).values_list("pk", "merged_into_id")
+        link.update(rows)
+        todo = [into for _pk, into in rows if into is not None and into not in link]
+    out: dict[int, int | None] = {}
+    for pid in link:
+        end: int | None = pid
+        for _hop in range(100):
+            if end not in link:
+                break
+            end = link[end]
+            if end is None:
+                break
+        out[pid] = end
+    return out
+
+
 def _is_rich(u: ProfileUpdate) -> bool:
     return bool(u.traits or u.pii or u.unset or u.increment or u.append or u.clear)
 
@@ -216,7 +260,7 @@ def _apply_rich(by_person: dict[int, list[ProfileUpdate]]) -> None:
         row = rows[pid]
         fields: set[str] = set()
         for update in updates:
-            fields.update(_apply(row, update))
+            fields.update(apply_update(row, update))
         if fields:
             changed.append(row)
     if not changed:
@@ -307,7 +351,8 @@ _TOUCH_SET = (
 )
 
 
-def _apply(person: Person, u: ProfileUpdate) -> list[str]:
+def apply_update(person: Person, u: ProfileUpdate) -> list[str]:
+    """Apply one update to ``person`` in memory; returns the fields it changed."""
     changed = []
     if u.touches_seen:
         if person.first_seen is None or u.at < person.first_seen:

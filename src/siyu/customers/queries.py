@@ -8,9 +8,10 @@ from typing import Any
 from django.db.models import QuerySet
 
 from siyu.accounts.actor import Actor
+from siyu.analytics.engine import open_store
 from siyu.customers.identity import make_claim
 from siyu.customers.models import Identity, IdentityKind, MergeConflict, Person, PersonMerge
-from siyu.customers.profile import read_pii
+from siyu.customers.profile import ProfileUpdate, apply_update, read_pii
 from siyu.privacy import crypto
 from siyu.privacy.actions import audit
 from siyu.privacy.masking import mask
@@ -92,12 +93,38 @@ def search(q: str = "", channel: str = "") -> QuerySet[Person]:
     return qs.filter(pk__in={surviving(p).pk for p in Person.objects.filter(pk__in=ids)})
 
 
+SEEN_FIELDS = ("first_seen", "last_seen", "first_touch", "first_touch_at", "last_touch", "last_touch_at",
+               "acquisition_channel")
+
+
+def with_recent_activity(person: Person) -> Person:
+    """``person`` with what the event store has not yet folded into its profile
+    (``sync.fold_activity``) added to its seen times and touches, in memory only; as loaded in
+    a process that does not hold the store (a command beside the server, whose writer folds
+    within ``pipeline.FOLD_SECONDS``)."""
+    store = open_store()
+    if store is None:
+        return person
+    rows = [row for rows in store.activity(merged_ids(person)) for row in rows]
+    # Read after the store: a fold in between has moved its part into the database by now.
+    person.refresh_from_db(fields=SEEN_FIELDS)
+    for _pid, lo, hi, f_at, f_touch, l_at, l_touch in rows:
+        apply_update(person, ProfileUpdate(person_id=person.pk, at=lo))
+        apply_update(person, ProfileUpdate(person_id=person.pk, at=hi))
+        if f_touch is not None:
+            apply_update(person, ProfileUpdate(person_id=person.pk, at=f_at, touch=f_touch, touches_seen=False))
+            apply_update(person, ProfileUpdate(person_id=person.pk, at=l_at, touch=l_touch, touches_seen=False))
+    return person
+
+
 def _show(kind: str, value: str | None, actor: Actor) -> str | None:
     return value if actor.can_see_pii else mask(kind, value)
 
 
 def profile(person: Person, actor: Actor, *, with_pii_audit: bool = True) -> dict[str, Any]:
-    """The profile as ``actor`` may see it; unmasked views are written to the audit log."""
+    """The profile as ``actor`` may see it; unmasked views are written to the audit log. Its seen
+    times and touches include the activity not yet folded (``with_recent_activity``)."""
+    with_recent_activity(person)
     identities = [
         {"kind": i.kind, "value": _show(i.kind if i.kind in MASKED_KINDS else "id", crypto.decrypt(i.value_enc), actor),
          "first_seen_at": i.first_seen_at.isoformat()}

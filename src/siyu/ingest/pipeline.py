@@ -7,7 +7,9 @@ runs it on one thread so many requests share each commit.
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -22,6 +24,9 @@ from siyu.customers.profile import ProfileFold, ProfileUpdate
 from siyu.ingest.messages import Message
 from siyu.orders.actions import OrderFact, RefundFact, record_orders, record_refunds
 from siyu.wal import WAL
+
+log = logging.getLogger("siyu.ingest")
+FOLD_SECONDS = 30.0  # the longest a busy ingestion keeps customers' seen times in the event store only
 
 
 @dataclass
@@ -130,8 +135,52 @@ class DedupeWindow:
 DEDUPE = DedupeWindow()
 
 
-def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest") -> Outcome:
-    """Durably record messages: operational facts first, then the events."""
+class ActivityFolds:
+    """When this process folds the activity it ingested into the profiles (``sync.fold_activity``):
+    ``FOLD_SECONDS`` after the first message not yet folded, on the next batch (so a busy writer
+    folds a person once however often it comes back), and whenever ``fold`` is called (the writer
+    when idle and at shutdown)."""
+
+    def __init__(self) -> None:
+        self._since: float | None = None
+
+    def reset(self) -> None:
+        self._since = None
+
+    @property
+    def pending(self) -> bool:
+        """Whether this process recorded activity since its last fold."""
+        return self._since is not None
+
+    def recorded(self, store) -> None:
+        now = time.monotonic()
+        if self._since is None:
+            self._since = now
+        elif now - self._since >= FOLD_SECONDS:
+            self.fold(store)
+
+    def fold(self, store) -> int:
+        """Fold now; errors are logged (the activity stays in the store for the next fold)."""
+        self._since = None
+        try:
+            return sync.fold_activity(store)
+        except Exception:
+            log.exception("folding recent activity into the profiles failed; will retry")
+            self._since = time.monotonic()
+            return 0
+
+
+ACTIVITY = ActivityFolds()
+
+
+def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest", *,
+            fold_later: bool = True) -> Outcome:
+    """Durably record messages: operational facts first, then the events.
+
+    ``fold_later``: known customers' seen times and touches wait in the event store for
+    ``ActivityFolds`` (live ingestion, where customers come back within the window); False
+    writes them with the batch (a bulk load of history, where each customer appears about once
+    a window and folding later would only add work)."""
     fresh = DEDUPE.fresh(items)
     outcome = Outcome(accepted=len(fresh), duplicates=len(items) - len(fresh))
     if not fresh:
@@ -146,8 +195,13 @@ def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest"
                 person_ids = resolver.resolve([m.claims for _s, m in fresh], lambda i: _evidence(*fresh[i]))
                 # The events are known now: DuckDB inserts them (without the GIL) while this thread
                 # writes profiles and orders; they commit only after the operational database has.
-                pending = store.begin_append(_event_columns(fresh, person_ids))
-                _apply_profiles(fresh, person_ids)
+                # Whose seen times and touches are written below; the others' wait in the store.
+                inline = resolver.created if fold_later else None
+                pending = store.begin_append(
+                    _event_columns(fresh, person_ids),
+                    activity=None if inline is None else [
+                        pid not in inline for (_s, m), pid in zip(fresh, person_ids, strict=True) if m.store_event])
+                _apply_profiles(fresh, person_ids, inline)
                 outcome.unknown_refunds = _record_orders(fresh, person_ids)
                 pending.wait()  # an insert that failed rolls back the operational facts too
                 # Merges not yet in the event store join the events' transaction: this batch's, and
@@ -164,6 +218,8 @@ def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest"
             sync.sync_overrides(store)
     DEDUPE.add(fresh)
     outcome.person_ids = person_ids
+    if fold_later:
+        ACTIVITY.recorded(store)
     return outcome
 
 
@@ -172,14 +228,17 @@ def _evidence(source_id: int | None, m: Message) -> dict:
             "ids": sorted({c.kind for c in m.claims})}
 
 
-def _apply_profiles(fresh: list[tuple[int | None, Message]], person_ids: list[int]) -> None:
-    """Fold the batch's profile facts per person (see ``ProfileFold``); most messages only say
-    "seen at T, from there" and never become a ``ProfileUpdate``."""
+def _apply_profiles(fresh: list[tuple[int | None, Message]], person_ids: list[int], inline: set[int] | None) -> None:
+    """Fold the batch's profile facts per person (see ``ProfileFold``). Most messages only say
+    "seen at T, from there": that is written here for the persons in ``inline`` (all when None)
+    and those whose traits change; for the others it waits in the event store for
+    ``ActivityFolds``."""
     fold = ProfileFold()
     seen, add = fold.seen, fold.add
     for (_s, m), pid in zip(fresh, person_ids, strict=True):
         if m.profile_op is None:
-            seen(pid, m.timestamp, m.touch)
+            if inline is None or pid in inline:
+                seen(pid, m.timestamp, m.touch)
         else:
             add(_profile_update(m, pid))
     fold.apply()

@@ -4,8 +4,10 @@ Request threads parse and validate, then ``submit`` and wait. The writer takes
 everything queued (up to ``MAX_GROUP`` messages), runs ``pipeline.process`` once,
 and wakes every waiting request. A request is answered only after its messages
 are committed in both stores. If a group fails, each request in it is retried
-alone so one bad request cannot fail its neighbours. ``stop`` commits what is
-queued and ends the thread, so the server leaves its SQLite log emptied.
+alone so one bad request cannot fail its neighbours. When idle it folds the
+activity it recorded into the profiles (``pipeline.ActivityFolds``) and brings in
+what other processes recorded. ``stop`` commits what is queued, folds, and ends
+the thread, so the server leaves its SQLite log emptied.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from siyu.wal import WAL
 log = logging.getLogger("siyu.ingest")
 MAX_GROUP = 5_000
 IDLE_SYNC_SECONDS = 5.0
+IDLE_FOLD_SECONDS = 1.0  # idle this long, the writer folds the activity it recorded into the profiles
 
 Item = tuple[list[tuple[int | None, Message]], Future]
 
@@ -102,10 +105,11 @@ class IngestWriter:
 
     def _loop(self) -> None:
         while True:
+            folding = pipeline.ACTIVITY.pending
             try:
-                first = self._queue.get(timeout=IDLE_SYNC_SECONDS)
+                first = self._queue.get(timeout=IDLE_FOLD_SECONDS if folding else IDLE_SYNC_SECONDS)
             except queue.Empty:
-                self._sync()
+                self._fold() if folding else self._sync()
                 continue
             group, size, stop = [], 0, False
             item: Item | None = first
@@ -120,6 +124,7 @@ class IngestWriter:
                 self._commit(group)
                 self._last_commit = time.monotonic()
             if stop:
+                self._fold()
                 return
 
     def _next_nowait(self) -> Item | None:
@@ -144,6 +149,13 @@ class IngestWriter:
     def idle_seconds(self) -> float:
         """Seconds since the last group committed (or since this writer was made)."""
         return time.monotonic() - self._last_commit
+
+    @staticmethod
+    def _fold() -> None:
+        """Fold the activity recorded so far into the profiles (``pipeline.ActivityFolds``)."""
+        if pipeline.ACTIVITY.pending:
+            _keep_connection()
+            pipeline.ACTIVITY.fold(pipeline.get_store())
 
     @staticmethod
     def _sync() -> None:
