@@ -8,6 +8,7 @@ import time
 from datetime import UTC, datetime
 
 import pytest
+from django.db import transaction
 
 from siyu.accounts.actor import Actor
 from siyu.analytics import sync
@@ -85,8 +86,9 @@ def test_activity_of_a_customer_merged_since_is_folded_into_the_survivor(source)
     a, b, c = _person("a"), _person("b"), _person("c")
     # a into b in the database only (another process; not yet in the event store's overrides),
     # then b into c: the chain is followed to c.
-    merge_persons(a.pk, b.pk, reason="test", evidence={}, actor_label="t")
-    merge_persons(b.pk, c.pk, reason="test", evidence={}, actor_label="t")
+    with transaction.atomic():
+        merge_persons(a.pk, b.pk, reason="test", evidence={}, actor_label="t")
+        merge_persons(b.pk, c.pk, reason="test", evidence={}, actor_label="t")
     assert get_store().overrides_of([a.pk]) == {}
 
     sync.fold_activity(get_store())
