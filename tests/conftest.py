@@ -1,10 +1,12 @@
-"""Shared fixtures: a fresh event store per test, synchronous ingestion, write keys, users."""
+"""Shared fixtures: a fresh event store and intake log per test, synchronous ingestion (or a writer
+thread, for the tests of it), write keys, users."""
 
 from __future__ import annotations
 
 import base64
 import json
 import shutil
+import threading
 
 import pytest
 
@@ -27,6 +29,7 @@ def _fresh_stores(settings, tmp_path):
 
     settings.SIYU_INGEST_SYNC = True
     settings.SIYU_EVENT_STORE = str(tmp_path / "events.duckdb")
+    settings.SIYU_INGEST_INTAKE = str(tmp_path / "intake.sqlite3")
     engine.close_store()
     CACHE.clear()
     DEDUPE.reset()
@@ -100,3 +103,49 @@ def api_client(client):
         return client
 
     return _as
+
+
+# -- the intake log and the writer thread (SIYU_INGEST_SYNC off) -----------------------
+@pytest.fixture
+def make_writer(settings):
+    """Writers for one test, stopped (and their database connections closed) after it."""
+    from siyu.ingest import writer
+
+    made: list[writer.IngestWriter] = []
+    settings.SIYU_INGEST_SYNC = False
+
+    def _make(queue_limit: int = 200, **kwargs) -> writer.IngestWriter:
+        made.append(writer.IngestWriter(queue_limit, **kwargs))
+        return made[-1]
+
+    yield _make
+    for fresh in made:
+        assert fresh.stop(timeout=30), "the writer threads did not end"
+
+
+@pytest.fixture
+def threaded_writer(monkeypatch, make_writer):
+    """Ingestion through the intake log and the writer thread, with a fresh writer for this test."""
+    from siyu.ingest import writer
+
+    fresh = make_writer()
+    monkeypatch.setattr(writer, "_writer", fresh)
+    return fresh
+
+
+@pytest.fixture
+def held_pipeline(monkeypatch):
+    """``pipeline.process`` waits for the returned ``release`` event; ``entered`` is set when a
+    group has reached it (the writer is then busy)."""
+    from siyu.ingest import pipeline
+
+    entered, release = threading.Event(), threading.Event()
+    real_process = pipeline.process
+
+    def held_process(items, *args, **kwargs):
+        entered.set()
+        assert release.wait(timeout=30)
+        return real_process(items, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "process", held_process)
+    return entered, release

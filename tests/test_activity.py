@@ -143,6 +143,7 @@ def test_the_writer_folds_when_idle_and_before_it_stops(source, settings, monkey
     stopping = writer.IngestWriter(10)
     monkeypatch.setattr(writer, "IDLE_FOLD_SECONDS", 60.0)
     stopping.submit(messages[1:]).result(timeout=30)
+    assert stopping.flush(timeout=30)
     assert _person("u2").last_seen == datetime(2026, 3, 1, 8, tzinfo=UTC)
     assert stopping.stop(timeout=30)
     assert _person("u2").last_seen == datetime(2026, 3, 9, 10, tzinfo=UTC)

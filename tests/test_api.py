@@ -95,7 +95,8 @@ def test_the_committed_openapi_schema_matches_the_code():
     )
 
 
-@pytest.mark.parametrize("path", ["/v1/customers", "/v1/sources", "/v1/sources/dead-letters", "/v1/me",
+@pytest.mark.parametrize("path", ["/v1/customers", "/v1/sources", "/v1/sources/dead-letters",
+                                  "/v1/sources/ingestion", "/v1/me",
                                   "/v1/customers/conflicts", "/v1/customers/1", "/v1/imports"])
 def test_no_token_is_401_with_a_json_reason(client, db, path):
     r = client.get(f"/api{path}")
@@ -182,6 +183,7 @@ def test_rotating_an_unknown_source_is_404(as_role):
     ("role", "method", "path", "body"),
     [
         ("content_specialist", "get", "/v1/sources", None),
+        ("content_specialist", "get", "/v1/sources/ingestion", None),
         ("data_analyst", "post", "/v1/sources", {"name": "x"}),
         ("ops_lead", "post", "/v1/sources/1/rotate-key", None),
         ("data_analyst", "get", "/v1/sources/dead-letters", None),

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import json
+import sqlite3
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -117,60 +118,34 @@ def test_an_unknown_write_key_is_refused_with_401(server, source):
     assert count_events() == 0
 
 
-# -- the group-commit writer -------------------------------------------------------
-@pytest.fixture
-def make_writer():
-    """Writers for one test, stopped (and their database connections closed) after it."""
-    made: list[writer.IngestWriter] = []
-
-    def _make(queue_limit: int) -> writer.IngestWriter:
-        made.append(writer.IngestWriter(queue_limit))
-        return made[-1]
-
-    yield _make
-    for fresh in made:
-        assert fresh.stop(timeout=30), "the writer thread did not end"
-
-
-@pytest.fixture
-def threaded_writer(settings, monkeypatch, make_writer):
-    """Ingestion through the writer thread, with a fresh writer for this test."""
-    settings.SIYU_INGEST_SYNC = False
-    fresh = make_writer(settings.SIYU_INGEST_QUEUE_LIMIT)
-    monkeypatch.setattr(writer, "_writer", fresh)
-    return fresh
-
-
-@pytest.fixture
-def held_pipeline(monkeypatch):
-    """``pipeline.process`` waits for the returned ``release`` event; ``entered`` is set when a
-    group has reached it (the writer is then busy)."""
-    entered, release = threading.Event(), threading.Event()
-    real_process = pipeline.process
-
-    def held_process(items, *args, **kwargs):
-        entered.set()
-        assert release.wait(timeout=30)
-        return real_process(items, *args, **kwargs)
-
-    monkeypatch.setattr(pipeline, "process", held_process)
-    return entered, release
-
-
+# -- the intake log and the writer ----------------------------------------------------
 def _post(url: str, key: str, body: dict) -> requests.Response:
     return requests.post(f"{url}/v1/batch", json=body, auth=(key, ""), timeout=30)
 
 
+def _track(source, message_id: str) -> list:
+    return [(source.pk, segment.parse({"type": "track", "userId": "u1", "event": "Tap", "messageId": message_id},
+                                      utcnow()))]
+
+
 def test_concurrent_requests_share_commits_and_each_message_is_stored_once(
         server, source, threaded_writer, monkeypatch):
-    commits = []
+    groups = []
     real_process = pipeline.process
 
     def counting_process(items, *args, **kwargs):
-        commits.append(len(items))
+        groups.append(len(items))
         return real_process(items, *args, **kwargs)
 
     monkeypatch.setattr(pipeline, "process", counting_process)
+    appends = []
+    real_append = writer.IntakeLog.append
+
+    def counting_append(self, records, **kwargs):
+        appends.append(len(records))
+        return real_append(self, records, **kwargs)
+
+    monkeypatch.setattr(writer.IntakeLog, "append", counting_append)
 
     def send(n: int) -> requests.Response:
         # Every request repeats the previous request's last message, as a retrying client would.
@@ -186,18 +161,38 @@ def test_concurrent_requests_share_commits_and_each_message_is_stored_once(
 
     assert {r.status_code for r in responses} == {200}
     assert sum(r.json()["accepted"] for r in responses) == 40 * 10 + 39
+    assert threaded_writer.flush(timeout=30)
     rows = get_store().cursor().execute("SELECT message_id, count(*) FROM events GROUP BY message_id").fetchall()
     assert len(rows) == 400
     assert {n for _m, n in rows} == {1}
     assert Person.objects.count() == 7
-    assert sum(commits) == 439
-    assert len(commits) < 40, "requests should share commits"
+    assert sum(groups) == 439
+    assert sum(appends) == 40
+    assert len(appends) < 40, "requests should share commits of the intake log"
+    assert len(groups) < 40, "the writer should process many requests at once"
 
 
-def test_a_full_queue_answers_429_with_retry_after_and_loses_nothing_acknowledged(
-        client, source, settings, monkeypatch, make_writer, held_pipeline):
-    settings.SIYU_INGEST_SYNC = False
-    small = make_writer(queue_limit=1)
+def test_an_answer_means_the_messages_are_durable_in_the_intake_log_before_they_are_processed(
+        source, make_writer, held_pipeline, settings):
+    fresh = make_writer()
+    entered, release = held_pipeline
+    receipt = fresh.submit(_track(source, "first")).result(timeout=10)
+    assert receipt.accepted == 1
+    assert entered.wait(timeout=10)  # the writer has it, and is held before committing anything
+    with sqlite3.connect(settings.SIYU_INGEST_INTAKE) as con:  # another connection: what is on disk
+        assert con.execute("SELECT count(*), sum(n) FROM intake WHERE id > 0").fetchone() == (1, 1)
+    assert events("message_id") == []
+    assert fresh.backlog() == 1
+    release.set()
+    assert fresh.flush(timeout=30)
+    assert events("message_id") == [("first",)]
+    assert fresh.backlog() == 0
+
+
+def test_a_full_backlog_answers_429_with_retry_after_and_loses_nothing_acknowledged(
+        client, source, monkeypatch, make_writer, held_pipeline):
+    monkeypatch.setattr(writer, "BACKLOG_WAIT_SECONDS", 0.2)
+    small = make_writer(backlog_limit=2)
     monkeypatch.setattr(writer, "_writer", small)
     entered, release = held_pipeline
     auth = "Basic " + base64.b64encode(f"{source.write_key}:".encode()).decode()
@@ -206,69 +201,81 @@ def test_a_full_queue_answers_429_with_retry_after_and_loses_nothing_acknowledge
         body = json.dumps({"userId": "u1", "event": "Tap", "messageId": message_id})
         return client.post("/v1/track", data=body, content_type="application/json", HTTP_AUTHORIZATION=auth)
 
-    with ThreadPoolExecutor(max_workers=2) as pool:
-        first = pool.submit(post, "busy-1")
-        assert entered.wait(timeout=10)  # the writer holds the first request
-        second = pool.submit(post, "queued-2")
-        deadline = time.monotonic() + 10
-        while small._queue.qsize() < 1 and time.monotonic() < deadline:
-            time.sleep(0.01)
-        refused = post("refused-3")
-        release.set()
-        assert (first.result(timeout=30).status_code, second.result(timeout=30).status_code) == (200, 200)
-
+    assert post("busy-1").status_code == 200
+    assert entered.wait(timeout=10)  # the writer holds the first message
+    assert post("waiting-2").status_code == 200
+    refused = post("refused-3")  # two accepted, none processed: the backlog is full
     assert refused.status_code == 429
     assert refused["Retry-After"] == "1"
     assert "retry" in refused.json()["error"]
-    assert sorted(m for (m,) in events("message_id")) == ["busy-1", "queued-2"]
+    release.set()
+    assert small.flush(timeout=30)
+    assert sorted(m for (m,) in events("message_id")) == ["busy-1", "waiting-2"]
     assert post("refused-3").status_code == 200
-    assert sorted(m for (m,) in events("message_id")) == ["busy-1", "queued-2", "refused-3"]
+    assert small.flush(timeout=30)
+    assert sorted(m for (m,) in events("message_id")) == ["busy-1", "refused-3", "waiting-2"]
 
 
-def test_stopping_the_writer_commits_what_was_queued_and_refuses_what_comes_after(
-        source, settings, make_writer, held_pipeline):
-    settings.SIYU_INGEST_SYNC = False
+def test_a_full_queue_answers_429(client, source, monkeypatch, make_writer):
+    small = make_writer(queue_limit=1)
+    monkeypatch.setattr(writer, "_writer", small)
+    entered, release = threading.Event(), threading.Event()
+    real_append = writer.IntakeLog.append
+
+    def held_append(self, records, **kwargs):
+        entered.set()
+        assert release.wait(timeout=30)
+        return real_append(self, records, **kwargs)
+
+    monkeypatch.setattr(writer.IntakeLog, "append", held_append)
+    first = small.submit(_track(source, "writing"))
+    assert entered.wait(timeout=10)  # the intake thread is writing the first request
+    queued = small.submit(_track(source, "queued"))
+    with pytest.raises(writer.Overloaded, match="queue is full"):
+        small.submit(_track(source, "refused"))
+    release.set()
+    assert first.result(timeout=10).accepted == queued.result(timeout=10).accepted == 1
+    assert small.flush(timeout=30)
+    assert sorted(m for (m,) in events("message_id")) == ["queued", "writing"]
+
+
+def test_stopping_the_writer_processes_what_was_accepted_and_refuses_what_comes_after(
+        source, make_writer, held_pipeline):
     fresh = make_writer(queue_limit=10)
     entered, release = held_pipeline
-
-    def message(message_id: str) -> list:
-        return [(source.pk, segment.parse({"type": "track", "userId": "u1", "event": "Tap",
-                                           "messageId": message_id}, utcnow()))]
-
-    first = fresh.submit(message("first"))
-    assert entered.wait(timeout=10)  # the writer is committing the first request
-    queued = fresh.submit(message("queued"))
+    first = fresh.submit(_track(source, "first"))
+    assert entered.wait(timeout=10)  # the writer is processing the first request
+    queued = fresh.submit(_track(source, "queued"))
     with ThreadPoolExecutor(max_workers=1) as pool:
         stopping = pool.submit(fresh.stop, 30)
         deadline = time.monotonic() + 10
         while not fresh._stopped and time.monotonic() < deadline:
             time.sleep(0.01)
         with pytest.raises(writer.Overloaded, match="stopping"):
-            fresh.submit(message("too-late"))
+            fresh.submit(_track(source, "too-late"))
         release.set()
         assert stopping.result(timeout=30) is True
 
     assert first.result(timeout=1).accepted == 1 and queued.result(timeout=1).accepted == 1
-    assert not fresh._thread.is_alive()
+    assert not fresh._thread.is_alive() and not fresh._intake_thread.is_alive()
     assert sorted(m for (m,) in events("message_id")) == ["first", "queued"]
 
 
-def test_the_official_client_retries_after_429_and_delivers(server, source, settings, monkeypatch, make_writer):
-    settings.SIYU_INGEST_SYNC = False
-    monkeypatch.setattr(writer, "_writer", make_writer(queue_limit=1))
+def test_the_official_client_retries_after_429_and_delivers(server, source, monkeypatch, threaded_writer):
     refusals = []
-    real_submit = writer.IngestWriter.submit
+    real_accept = writer.IngestWriter.accept
 
-    def overloaded_once(self, items):
+    def overloaded_once(self, records):
         if not refusals:
-            refusals.append(len(items))
+            refusals.append(sum(r.n for r in records))
             raise writer.Overloaded("ingestion queue is full")
-        return real_submit(self, items)
+        return real_accept(self, records)
 
-    monkeypatch.setattr(writer.IngestWriter, "submit", overloaded_once)
+    monkeypatch.setattr(writer.IngestWriter, "accept", overloaded_once)
     analytics = Client(source.write_key, host=server, max_rate_limit_duration=30)
     analytics.track("u1", "Checkout Started")
     analytics.flush()
     analytics.shutdown()
     assert refusals == [1]
+    assert threaded_writer.flush(timeout=30)
     assert events("event") == [("Checkout Started",)]

@@ -135,6 +135,9 @@ SIYU_MAX_BATCH_BYTES = 500 * 1024
 # Processes that parse ingestion bodies for `siyu serve` (0: parse in the request threads).
 SIYU_INGEST_WORKERS = int(os.environ["SIYU_INGEST_WORKERS"]) if os.environ.get("SIYU_INGEST_WORKERS") else None
 SIYU_INGEST_QUEUE_LIMIT = int(os.environ.get("SIYU_INGEST_QUEUE_LIMIT", "200"))
+# Accepted messages wait in the intake log until the writer has processed them (ingest/intake.py).
+SIYU_INGEST_INTAKE = os.environ.get("SIYU_INGEST_INTAKE") or str(DATA_DIR / "intake.sqlite3")
+SIYU_INGEST_BACKLOG_LIMIT = int(os.environ.get("SIYU_INGEST_BACKLOG_LIMIT", "60000"))
 SIYU_MAX_UPLOAD_BYTES = int(os.environ.get("SIYU_MAX_UPLOAD_BYTES", str(512 * 1024 * 1024)))
 
 LOGGING = {

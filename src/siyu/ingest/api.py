@@ -11,6 +11,7 @@ from siyu.accounts.actor import Actor
 from siyu.api import require
 from siyu.ingest import actions
 from siyu.ingest.models import DeadLetter, Source
+from siyu.ingest.writer import get_writer
 
 router = Router(tags=["sources"])
 
@@ -63,6 +64,20 @@ def rotate(request: HttpRequest, source_id: int):
     require(request, "ingest.change_source")
     source = get_object_or_404(Source, pk=source_id)
     return actions.source_dict(actions.rotate_write_key(Actor.for_user(request.user), source))
+
+
+class IngestionOut(Schema):
+    processing: bool
+    backlog: int
+    accepted_position: int
+    processed_position: int
+    seconds_since_processed: float
+
+
+@router.get("/ingestion", response=IngestionOut, summary="The intake log: messages accepted, not yet processed")
+def ingestion(request: HttpRequest):
+    require(request, "ingest.view_source")
+    return get_writer().status()
 
 
 @router.get("/dead-letters", response=list[DeadLetterOut], summary="Rejected messages and why")

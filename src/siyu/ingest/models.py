@@ -1,11 +1,16 @@
-"""Sources (one write key each) and the dead-letter table of rejected messages."""
+"""Sources (one write key each), the dead-letter table of rejected messages, and how far the
+intake log has been processed."""
 
 from __future__ import annotations
 
+import json
 import secrets
+from typing import Any
 
 from django.db import models
 from django.utils.translation import gettext_lazy as _
+
+from siyu.privacy import crypto
 
 
 def new_write_key() -> str:
@@ -47,3 +52,32 @@ class DeadLetter(models.Model):
 
     class Meta:
         ordering = ["-received_at"]
+
+    @classmethod
+    def record(cls, source_id: int | None, endpoint: str, index: int | None, raw: Any, field: str,
+               reason: str) -> DeadLetter:
+        """Keep ``raw`` (any JSON-able value; the rest as text) with why it was refused."""
+        message_id = raw.get("messageId", raw.get("message_id", "")) if isinstance(raw, dict) else ""
+        return cls.objects.create(
+            source_id=source_id, endpoint=endpoint, message_index=index,
+            message_id=str(message_id).replace("\x00", "")[:200], field=field.replace("\x00", "")[:100],
+            reason=reason.replace("\x00", "")[:500],
+            payload_enc=crypto.encrypt(json.dumps(raw, ensure_ascii=False, default=str)[:100_000]),
+        )
+
+
+class IntakePosition(models.Model):
+    """How far the ingestion writer has processed an intake log (``ingest.intake``, named by its
+    ``log_id``): saved in the same transaction as what those messages changed here."""
+
+    log_id = models.CharField(max_length=32, primary_key=True)
+    position = models.BigIntegerField(default=0)
+
+    @classmethod
+    def of(cls, log_id: str) -> int:
+        return cls.objects.filter(log_id=log_id).values_list("position", flat=True).first() or 0
+
+    @classmethod
+    def save_position(cls, log_id: str, position: int) -> None:
+        if not cls.objects.filter(log_id=log_id).update(position=position):
+            cls.objects.create(log_id=log_id, position=position)

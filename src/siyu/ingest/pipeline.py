@@ -22,6 +22,7 @@ from siyu.analytics.engine import get_store, utcnow
 from siyu.customers.identity import Resolver
 from siyu.customers.profile import ProfileFold, ProfileUpdate
 from siyu.ingest.messages import Message
+from siyu.ingest.models import IntakePosition
 from siyu.orders.actions import OrderFact, RefundFact, record_orders, record_refunds
 from siyu.wal import WAL
 
@@ -174,8 +175,11 @@ ACTIVITY = ActivityFolds()
 
 
 def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest", *,
-            fold_later: bool = True) -> Outcome:
+            fold_later: bool = True, intake: tuple[str, int] | None = None) -> Outcome:
     """Durably record messages: operational facts first, then the events.
+
+    ``intake`` (log id, last row): how far the intake log is processed once these messages are,
+    saved in the same operational transaction (``IntakePosition``).
 
     ``fold_later``: known customers' seen times and touches wait in the event store for
     ``ActivityFolds`` (live ingestion, where customers come back within the window); False
@@ -184,6 +188,9 @@ def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest"
     fresh = DEDUPE.fresh(items)
     outcome = Outcome(accepted=len(fresh), duplicates=len(items) - len(fresh))
     if not fresh:
+        if intake is not None:
+            with transaction.atomic():
+                IntakePosition.save_position(*intake)
         return outcome
     source_ids = {s for s, _m in fresh}
     store, pending = get_store(), None
@@ -203,6 +210,8 @@ def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest"
                         pid not in inline for (_s, m), pid in zip(fresh, person_ids, strict=True) if m.store_event])
                 _apply_profiles(fresh, person_ids, inline)
                 outcome.unknown_refunds = _record_orders(fresh, person_ids)
+                if intake is not None:
+                    IntakePosition.save_position(*intake)
                 pending.wait()  # an insert that failed rolls back the operational facts too
                 # Merges not yet in the event store join the events' transaction: this batch's, and
                 # any of another process or of a batch whose event-store commit failed.

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import time
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
@@ -18,12 +17,12 @@ from django.http import HttpRequest, JsonResponse, QueryDict
 from django.views.decorators.csrf import csrf_exempt
 
 from siyu.analytics.engine import utcnow
-from siyu.ingest import bodies, parsers, sensors
+from siyu.ingest import bodies, intake, parsers, sensors
 from siyu.ingest.bodies import BodyError, Rejection
-from siyu.ingest.messages import Message, MessageError
+from siyu.ingest.intake import Record
+from siyu.ingest.messages import MessageError
 from siyu.ingest.models import DeadLetter, Source
 from siyu.ingest.writer import Overloaded, get_writer
-from siyu.privacy import crypto
 
 WAIT_SECONDS = 60
 _KEY_TTL = 10.0
@@ -77,28 +76,25 @@ def _basic_key(request: HttpRequest) -> str | None:
 
 def dead_letter(source_id: int | None, endpoint: str, rejection: Rejection) -> dict:
     raw = rejection.raw
+    DeadLetter.record(source_id, endpoint, rejection.index, raw, rejection.field, rejection.reason)
     message_id = raw.get("messageId", "") if isinstance(raw, dict) else ""
-    DeadLetter.objects.create(
-        source_id=source_id, endpoint=endpoint, message_index=rejection.index,
-        message_id=str(message_id).replace("\x00", "")[:200], field=rejection.field.replace("\x00", "")[:100],
-        reason=rejection.reason.replace("\x00", "")[:500],
-        payload_enc=crypto.encrypt(json.dumps(raw, ensure_ascii=False, default=str)[:100_000]),
-    )
     return {"index": rejection.index, "messageId": message_id or None, "field": rejection.field,
             "reason": rejection.reason}
 
 
-def _commit(messages: list[tuple[int | None, Message]]) -> JsonResponse | None:
-    if not messages:
+def _commit(records: list[Record]) -> JsonResponse | None:
+    """Hand accepted messages to the writer and wait until they are durable in the intake log;
+    a response to send instead when they could not be taken."""
+    if not records:
         return None
     try:
-        get_writer().submit(messages).result(timeout=WAIT_SECONDS)
+        get_writer().accept(records).result(timeout=WAIT_SECONDS)
     except Overloaded:
         response = _error(429, "overloaded: retry later")
         response["Retry-After"] = "1"
         return response
     except FutureTimeout:
-        # Still queued or committing: the client must not assume either outcome.
+        # Still queued or being written: the client must not assume either outcome.
         # Retrying is safe, because messages are deduplicated on their ids.
         response = _error(503, f"not committed within {WAIT_SECONDS}s; retry (duplicates are dropped)")
         response["Retry-After"] = "5"
@@ -117,7 +113,7 @@ def segment_endpoint(request: HttpRequest, msg_type: str) -> JsonResponse:
     except BodyError as exc:
         return _error(exc.status, exc.reason)
     gzipped = request.META.get("HTTP_CONTENT_ENCODING", "").lower() == "gzip"
-    parsed = parsers.run(bodies.segment_body, raw, gzipped, msg_type, received_at, limit,
+    parsed = parsers.run(bodies.packed_segment_body, raw, gzipped, msg_type, received_at, limit,
                          settings.SIYU_MAX_MESSAGE_BYTES)
     if parsed.body_error is not None:
         return _error(*parsed.body_error)
@@ -128,13 +124,12 @@ def segment_endpoint(request: HttpRequest, msg_type: str) -> JsonResponse:
         reason, field = parsed.shape_error
         return _error(400, reason, field=field)
     rejected = [dead_letter(source_id, f"/v1/{msg_type}", r) for r in parsed.rejected]
-    accepted = [(source_id, m) for m in parsed.messages]
-    busy = _commit(accepted)
+    busy = _commit([Record(source_id, parsed.count, parsed.packed)] if parsed.count else [])
     if busy is not None:
         return busy
     if msg_type != "batch" and rejected:
         return _single_error(rejected[0])
-    return JsonResponse({"success": True, "accepted": len(accepted), "rejected": rejected})
+    return JsonResponse({"success": True, "accepted": parsed.count, "rejected": rejected})
 
 
 def _single_error(rejection: dict) -> JsonResponse:
@@ -188,7 +183,7 @@ def sensors_endpoint(request: HttpRequest) -> JsonResponse:
             accepted.append((source_id, sensors.parse(raw, received_at)))
         except MessageError as err:
             rejected.append(dead_letter(source_id, "/sa", Rejection(index, raw, err.field, err.reason)))
-    busy = _commit(accepted)
+    busy = _commit(intake.records(accepted))
     if busy is not None:
         return busy
     if field == "data" and rejected:

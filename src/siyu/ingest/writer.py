@@ -1,101 +1,267 @@
-"""Group commit: one writer thread turns many requests' messages into one commit.
+"""Ingestion in two steps: accept durably, then process in large groups.
 
-Request threads parse and validate, then ``submit`` and wait. The writer takes
-everything queued (up to ``MAX_GROUP`` messages), runs ``pipeline.process`` once,
-and wakes every waiting request. A request is answered only after its messages
-are committed in both stores. If a group fails, each request in it is retried
-alone so one bad request cannot fail its neighbours. When idle it folds the
-activity it recorded into the profiles (``pipeline.ActivityFolds``) and brings in
-what other processes recorded. ``stop`` commits what is queued, folds, and ends
-the thread, so the server leaves its SQLite log emptied.
+Request threads parse and validate (in parse workers), then ``accept`` their messages and
+wait only until the *intake thread* has committed them to the intake log
+(``ingest.intake``): everything queued goes into one commit, so many requests share it.
+The *writer thread* processes the log in order, up to ``MAX_GROUP`` messages at a time, with
+``pipeline.process``, which saves how far it got in the same operational transaction. Large
+groups are what make processing cheap (one identity lookup query, one commit and one
+DuckDB insert for thousands of messages); the intake is what lets the groups grow beyond
+what the clients waiting at one moment hold.
+
+Backpressure: while more than ``backlog_limit`` messages wait to be processed, a request
+waits up to ``BACKLOG_WAIT_SECONDS`` for the writer to catch up, then gets ``Overloaded``
+(429); so does one that finds ``queue_limit`` requests waiting for the intake commit.
+
+If a group fails, its rows are processed one at a time; a row that still fails alone goes
+to the dead letters with the error (its position saved in the same transaction), so one bad
+request can neither block the log nor fail its neighbours. If even that fails (the database
+is down), the writer waits ``RETRY_SECONDS`` and tries again from the same row.
+
+When idle the writer folds the activity it recorded into the profiles
+(``pipeline.ActivityFolds``) and brings in what other processes recorded. ``stop`` commits
+what is queued to the log, processes the whole log, folds, and ends both threads, so the
+server leaves its SQLite logs emptied.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
 import time
 from concurrent.futures import Future
+from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection
+from django.db import connection, transaction
 
-from siyu.ingest import pipeline
+from siyu.ingest import intake, pipeline
+from siyu.ingest.intake import IntakeLog, Record, Row
 from siyu.ingest.messages import Message
+from siyu.ingest.models import DeadLetter, IntakePosition
 from siyu.wal import WAL
 
 log = logging.getLogger("siyu.ingest")
-MAX_GROUP = 5_000
+MAX_GROUP = 20_000
 IDLE_SYNC_SECONDS = 5.0
 IDLE_FOLD_SECONDS = 1.0  # idle this long, the writer folds the activity it recorded into the profiles
+BACKLOG_WAIT_SECONDS = 10.0
+RETRY_SECONDS = 1.0
+PROCESSING_ENDPOINT = "ingest writer"  # DeadLetter.endpoint of a message that failed after it was accepted
 
-Item = tuple[list[tuple[int | None, Message]], Future]
+Item = tuple[list[Record], Future]
 
 
 class Overloaded(RuntimeError):
-    """The queue is full (or the writer has stopped); the caller should answer 429 with Retry-After."""
+    """The queue or the backlog is full (or the writer has stopped); the caller should answer 429
+    with Retry-After."""
+
+
+@dataclass(frozen=True)
+class Receipt:
+    """Messages durably accepted: ``accepted`` of them, in the log up to row ``position``."""
+
+    accepted: int
+    position: int
 
 
 _STOP: Future = Future()  # queued by ``stop``: commit what came before it, then end
 
 
 class IngestWriter:
-    def __init__(self, queue_limit: int) -> None:
+    def __init__(self, queue_limit: int, backlog_limit: int | None = None, path: str | None = None) -> None:
         self._queue: queue.Queue[Item] = queue.Queue(maxsize=queue_limit)
+        self._backlog_limit = settings.SIYU_INGEST_BACKLOG_LIMIT if backlog_limit is None else backlog_limit
+        self._path = path or settings.SIYU_INGEST_INTAKE
+        self._intake_thread: threading.Thread | None = None
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._stopped = False
+        self._intake_done = False
+        self._created = False  # the log file, made before the threads open it
+        # Guarded by ``_state``: the last row committed to the log, the last row processed, and
+        # the messages in between. Both threads notify it; ``accept`` and ``flush`` wait on it.
+        self._state = threading.Condition()
+        self._appended = 0
+        self._processed = 0
+        self._backlog = 0
         self._last_commit = time.monotonic()
 
+    # -- request threads -------------------------------------------------------
     def submit(self, items: list[tuple[int | None, Message]]) -> Future:
+        """``accept`` for messages not yet packed (one record per source)."""
+        return self.accept(intake.records(items))
+
+    def accept(self, records: list[Record]) -> Future:
+        """Queue ``records`` for the log; the future's result is a ``Receipt`` once they are durable
+        (with ``SIYU_INGEST_SYNC``, the ``pipeline.Outcome`` of processing them at once)."""
         if settings.SIYU_INGEST_SYNC:
-            fut: Future = Future()
-            try:
-                fut.set_result(pipeline.process(items))
-            except Exception as exc:  # noqa: BLE001 - handed to the waiting request
-                fut.set_exception(exc)
-            return fut
-        fut = Future()
+            return self._process_now(records)
+        with self._start_lock:
+            self._ensure_threads()
+        with self._state:
+            if not self._state.wait_for(lambda: self._backlog < self._backlog_limit or self._stopped,
+                                        timeout=BACKLOG_WAIT_SECONDS):
+                raise Overloaded("ingestion backlog is full")
+        fut: Future = Future()
         with self._start_lock:  # queued before ``stop``'s marker, or refused: never after it
-            self._ensure_thread()
+            self._ensure_threads()
             try:
-                self._queue.put_nowait((items, fut))
+                self._queue.put_nowait((records, fut))
             except queue.Full:
                 raise Overloaded("ingestion queue is full") from None
         return fut
 
+    @staticmethod
+    def _process_now(records: list[Record]) -> Future:
+        fut: Future = Future()
+        try:
+            items = [(r.source_id, m) for r in records for m in intake.unpack(r.messages)]
+            fut.set_result(pipeline.process(items))
+        except Exception as exc:  # noqa: BLE001 - handed to the waiting request
+            fut.set_exception(exc)
+        return fut
+
+    def flush(self, timeout: float = 60.0) -> bool:
+        """Wait until everything accepted so far is processed; False if ``timeout`` passed first."""
+        if settings.SIYU_INGEST_SYNC:
+            return True
+        with self._state:
+            target = self._appended
+            return self._state.wait_for(lambda: self._processed >= target, timeout=timeout)
+
+    def backlog(self) -> int:
+        """Messages accepted and not yet processed."""
+        with self._state:
+            return self._backlog
+
+    def status(self) -> dict:
+        """What ``GET /api/v1/sources/ingestion`` reports (in this process)."""
+        with self._state:
+            backlog, appended, processed = self._backlog, self._appended, self._processed
+        return {"processing": self._thread is not None and self._thread.is_alive(), "backlog": backlog,
+                "accepted_position": appended, "processed_position": processed,
+                "seconds_since_processed": round(self.idle_seconds(), 3)}
+
+    # -- life cycle ------------------------------------------------------------
     def start(self) -> None:
-        """Start the writer thread now (it also starts on the first submit)."""
+        """Start both threads now (they also start on the first ``accept``); the writer first
+        processes whatever an earlier run accepted and did not process."""
         with self._start_lock:
-            self._ensure_thread()
+            self._ensure_threads()
 
     def stop(self, timeout: float = 30.0) -> bool:
-        """Commit every request queued so far, then end the writer thread; later submissions are
-        refused. Its WAL block then copies the SQLite log back and empties it (unless a reader
-        still holds it). True when the thread has ended within ``timeout`` seconds; if the queue
-        stays full that long (a writer stuck on its database), it is left running."""
+        """Commit every request queued so far to the log, process the whole log, then end both
+        threads; later requests are refused. The writer's WAL block then copies the SQLite log
+        back and empties it (unless a reader still holds it). True when both threads have ended
+        within ``timeout`` seconds; if the queue stays full that long, they are left running."""
         deadline = time.monotonic() + timeout
         with self._start_lock:
             self._stopped = True
-            thread = self._thread
-        if thread is None or not thread.is_alive():
-            return True
-        try:
-            self._queue.put(([], _STOP), timeout=timeout)
-        except queue.Full:
-            return False
-        thread.join(max(0.0, deadline - time.monotonic()))
-        return not thread.is_alive()
+            intake_thread, writer_thread = self._intake_thread, self._thread
+        with self._state:
+            self._state.notify_all()  # requests waiting for the backlog are refused
+        if intake_thread is not None and intake_thread.is_alive():
+            try:
+                self._queue.put(([], _STOP), timeout=timeout)
+            except queue.Full:
+                return False
+            intake_thread.join(max(0.0, deadline - time.monotonic()))
+            if intake_thread.is_alive():
+                return False
+        with self._state:
+            self._intake_done = True
+            self._state.notify_all()
+        if writer_thread is not None:
+            writer_thread.join(max(0.0, deadline - time.monotonic()))
+            return not writer_thread.is_alive()
+        return True
 
-    def _ensure_thread(self) -> None:
-        """Start the writer thread if it is not running; the caller holds ``_start_lock``."""
+    def idle_seconds(self) -> float:
+        """Seconds since the last group was processed (or since this writer was made)."""
+        return time.monotonic() - self._last_commit
+
+    def _ensure_threads(self) -> None:
+        """Start whichever thread is not running; the caller holds ``_start_lock``."""
         if self._stopped:
             raise Overloaded("the server is stopping")
+        if not self._created:
+            last = IntakeLog.create(self._path)
+            with self._state:  # what ``flush`` waits for includes what an earlier run left
+                self._appended = max(self._appended, last)
+            self._created = True
+        if self._intake_thread is None or not self._intake_thread.is_alive():
+            self._intake_thread = threading.Thread(target=self._run_intake, name="siyu-ingest-intake", daemon=True)
+            self._intake_thread.start()
         if self._thread is None or not self._thread.is_alive():
             self._thread = threading.Thread(target=self._run, name="siyu-ingest-writer", daemon=True)
             self._thread.start()
 
+    # -- the intake thread -------------------------------------------------------
+    def _run_intake(self) -> None:
+        log_ = IntakeLog(self._path)
+        forgotten = 0
+        try:
+            while True:
+                try:
+                    first: Item | None = self._queue.get(timeout=IDLE_FOLD_SECONDS)
+                except queue.Empty:
+                    forgotten = self._forget(log_, forgotten)
+                    continue
+                group, stop = [], False
+                while first is not None:
+                    if first[1] is _STOP:
+                        stop = True
+                        break
+                    group.append(first)
+                    first = self._next_nowait()
+                if group:
+                    forgotten = self._append(log_, group, forgotten)
+                if stop:
+                    return
+        finally:
+            log_.close()
+
+    def _next_nowait(self) -> Item | None:
+        try:
+            return self._queue.get_nowait()
+        except queue.Empty:
+            return None
+
+    def _append(self, log_: IntakeLog, group: list[Item], forgotten: int) -> int:
+        records = [r for recs, _fut in group for r in recs]
+        with self._state:
+            processed = self._processed
+        try:
+            last = log_.append(records, forget_upto=processed if processed > forgotten else 0)
+        except Exception as exc:  # noqa: BLE001 - each waiting request gets the error (a 500)
+            log.exception("could not write %d requests to the intake log", len(group))
+            for _recs, fut in group:
+                fut.set_exception(exc)
+            return forgotten
+        with self._state:
+            self._appended = last
+            self._backlog += sum(r.n for r in records)
+            self._state.notify_all()
+        for recs, fut in group:
+            fut.set_result(Receipt(sum(r.n for r in recs), last))
+        return max(processed, forgotten)
+
+    def _forget(self, log_: IntakeLog, forgotten: int) -> int:
+        """When no request came for a while, drop the rows already processed."""
+        with self._state:
+            processed = self._processed
+        if processed > forgotten:
+            try:
+                log_.forget(processed)
+            except Exception:  # noqa: BLE001 - tried again next time
+                log.exception("could not drop processed rows from the intake log")
+                return forgotten
+        return max(processed, forgotten)
+
+    # -- the writer thread -------------------------------------------------------
     def _run(self) -> None:
         try:
             with WAL.running():
@@ -104,51 +270,83 @@ class IngestWriter:
             connection.close()
 
     def _loop(self) -> None:
-        while True:
-            folding = pipeline.ACTIVITY.pending
-            try:
-                first = self._queue.get(timeout=IDLE_FOLD_SECONDS if folding else IDLE_SYNC_SECONDS)
-            except queue.Empty:
-                self._fold() if folding else self._sync()
-                continue
-            group, size, stop = [], 0, False
-            item: Item | None = first
-            while item is not None:
-                if item[1] is _STOP:
-                    stop = True
-                    break
-                group.append(item)
-                size += len(item[0])
-                item = self._next_nowait() if size < MAX_GROUP else None
-            if group:
-                self._commit(group)
-                self._last_commit = time.monotonic()
-            if stop:
-                self._fold()
-                return
-
-    def _next_nowait(self) -> Item | None:
+        reader = IntakeLog(self._path)
         try:
-            return self._queue.get_nowait()
-        except queue.Empty:
-            return None
+            while not self._recover(reader):
+                time.sleep(RETRY_SECONDS)
+            while True:
+                rows = reader.read(self._processed, MAX_GROUP)
+                if rows:
+                    if not self._process(rows, reader.log_id):
+                        time.sleep(RETRY_SECONDS)
+                    continue
+                with self._state:
+                    if self._appended > self._processed:
+                        continue
+                    if self._intake_done:
+                        break
+                    folding = pipeline.ACTIVITY.pending
+                    woken = self._state.wait(IDLE_FOLD_SECONDS if folding else IDLE_SYNC_SECONDS)
+                if not woken:
+                    self._fold() if folding else self._sync()
+            self._fold()
+            reader.forget(self._processed)
+        finally:
+            reader.close()
 
-    def _commit(self, group: list[Item]) -> None:
+    def _recover(self, reader: IntakeLog) -> bool:
+        """Where this log was left: the position saved with the operational facts, and what the
+        log holds after it (accepted by an earlier run that stopped before processing it)."""
+        try:
+            _keep_connection()
+            position = IntakePosition.of(reader.log_id)
+        except Exception:
+            log.exception("could not read the intake position; will retry")
+            connection.close()
+            return False
+        with self._state:
+            rows, messages = reader.waiting(position)
+            self._processed = position
+            self._appended = max(self._appended, reader.last_id())
+            self._backlog = messages
+        if rows:
+            log.info("processing %d messages accepted before the last stop", messages)
+        return True
+
+    def _process(self, rows: list[Row], log_id: str) -> bool:
+        """Process ``rows`` as one group (else one by one); False if the database failed."""
         _keep_connection()
         try:
-            outcome = pipeline.process([m for items, _f in group for m in items])
+            pipeline.process([item for row in rows for item in row.items()], intake=(log_id, rows[-1].id))
         except Exception:
-            log.exception("group commit failed; retrying its %d requests one by one", len(group))
+            log.exception("processing %d intake rows failed; retrying them one by one", len(rows))
             connection.close()
-            for items, fut in group:
-                self._commit_one(items, fut)
-            return
-        for _items, fut in group:
-            fut.set_result(outcome)
+            return all(self._process_one(row, log_id) for row in rows)  # stops at the first that cannot
+        self._advance(rows)
+        return True
 
-    def idle_seconds(self) -> float:
-        """Seconds since the last group committed (or since this writer was made)."""
-        return time.monotonic() - self._last_commit
+    def _process_one(self, row: Row, log_id: str) -> bool:
+        try:
+            _keep_connection()
+            pipeline.process(row.items(), intake=(log_id, row.id))
+        except Exception as exc:  # noqa: BLE001
+            connection.close()
+            log.exception("intake row %d failed alone; its %d messages go to the dead letters", row.id, row.n)
+            try:
+                _dead_letters(row, log_id, exc)
+            except Exception:
+                log.exception("could not record intake row %d as dead letters; will retry", row.id)
+                connection.close()
+                return False
+        self._advance([row])
+        return True
+
+    def _advance(self, rows: list[Row]) -> None:
+        with self._state:
+            self._processed = rows[-1].id
+            self._backlog -= sum(r.n for r in rows)
+            self._state.notify_all()
+        self._last_commit = time.monotonic()
 
     @staticmethod
     def _fold() -> None:
@@ -174,12 +372,15 @@ class IngestWriter:
         if any(done.values()):
             log.info("event store synced: %s", done)
 
-    @staticmethod
-    def _commit_one(items, fut: Future) -> None:
-        try:
-            fut.set_result(pipeline.process(items))
-        except Exception as exc:  # noqa: BLE001
-            fut.set_exception(exc)
+
+def _dead_letters(row: Row, log_id: str, error: Exception) -> None:
+    """Every message of ``row`` as a dead letter with ``error``, and the position past it, in one
+    transaction."""
+    reason = f"accepted, then failed in processing: {type(error).__name__}: {error}"
+    with transaction.atomic():
+        for index, (_source, m) in enumerate(row.items()):
+            DeadLetter.record(row.source_id, PROCESSING_ENDPOINT, index, dataclasses.asdict(m), "", reason)
+        IntakePosition.save_position(log_id, row.id)
 
 
 def _keep_connection() -> None:
