@@ -6,8 +6,8 @@ from __future__ import annotations
 import os
 
 import pytest
-from conftest import make_user
 
+from siyu.accounts.actions import create_user
 from siyu.analytics.engine import get_store, utcnow
 from siyu.ingest import intake, pipeline, segment, writer
 from siyu.ingest.intake import IntakeLog
@@ -154,7 +154,7 @@ def test_the_ingestion_status_shows_the_backlog_until_the_writer_has_processed_i
     r = post_segment("/v1/batch", body)
     assert r.status_code == 200 and r.json()["accepted"] == 3
     assert entered.wait(timeout=10)
-    api = api_client(make_user("developer"))
+    api = api_client(create_user("dev", "developer", password="pw-12345678")[0])
     status = api.get("/api/v1/sources/ingestion").json()
     assert (status["processing"], status["backlog"]) == (True, 3)
     assert status["accepted_position"] > status["processed_position"]

@@ -201,7 +201,15 @@ class IngestWriter:
 
     # -- the intake thread -------------------------------------------------------
     def _run_intake(self) -> None:
-        log_ = IntakeLog(self._path)
+        try:
+            log_ = IntakeLog(self._path)
+        except Exception as exc:  # noqa: BLE001 - e.g. the file was removed: made again by the next request
+            log.exception("could not open the intake log %s", self._path)
+            self._created = False
+            while (item := self._next_nowait()) is not None:
+                if item[1] is not _STOP:
+                    item[1].set_exception(exc)
+            return
         forgotten = 0
         try:
             while True:
