@@ -117,6 +117,9 @@ def li(world, server, source) -> dict:
     analytics.track("u-li", "Order Completed", {"order_id": "A-1", "total": "120.00"})
     analytics.track("u-li", "Order Completed", {"order_id": "A-2", "total": "80.50"})
     analytics.track(anonymous_id="tablet-li", event="Coupon Viewed")
+    # Processed before the alias arrives, as a later visit would be: the tablet is a profile of its own
+    # that the alias then merges (in one group, the alias would only attach the new id: no merge).
+    world.json("customer", "show", "anonymous_id:tablet-li")
     analytics.alias("tablet-li", "u-li")
     return world.json("customer", "show", "user_id:u-li")
 

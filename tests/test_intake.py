@@ -4,6 +4,7 @@ after a crash too; a message that cannot be processed goes to the dead letters, 
 from __future__ import annotations
 
 import os
+import time
 
 import pytest
 
@@ -164,3 +165,19 @@ def test_the_ingestion_status_shows_the_backlog_until_the_writer_has_processed_i
     assert status["backlog"] == 0
     assert status["accepted_position"] == status["processed_position"]
     assert _stored() == ["s0", "s1", "s2"]
+
+
+def test_a_customer_read_right_after_the_answer_sees_the_messages(
+        post_segment, api_client, source, threaded_writer, monkeypatch):
+    real_process = pipeline.process
+
+    def slow(items, *args, **kwargs):  # processing takes a while: the answer comes long before
+        time.sleep(0.5)
+        return real_process(items, *args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "process", slow)
+    api = api_client(create_user("dev", "developer", password="pw-12345678")[0])
+    assert post_segment("/v1/identify", {"userId": "u9", "traits": {"plan": "gold"}}).status_code == 200
+    r = api.get("/api/v1/customers/lookup", {"kind": "user_id", "value": "u9"})
+    assert r.status_code == 200
+    assert r.json()["traits"] == {"plan": "gold"}

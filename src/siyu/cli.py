@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import sys
@@ -162,10 +163,22 @@ def _lookup(text: str):
         raise CliError(str(exc)) from None
 
 
+def settle_server() -> None:
+    """Beside a running server, first let it process what it has answered ``200`` for (up to a few
+    seconds), so that a customer read right after sending sees it."""
+    from siyu.accounts import local
+
+    info = local.running_server()
+    if info is not None:
+        with contextlib.suppress(OSError):  # the server is stopping: read what the database holds
+            local.ask(info, "GET", "/api/v1/sources/ingestion?wait=5")
+
+
 def cmd_customer_show(args: argparse.Namespace) -> None:
     from siyu.accounts.actor import cli_actor
     from siyu.customers import queries
 
+    settle_server()
     person = _lookup(args.id)
     data = queries.profile(person, cli_actor())
     data["merges"] = queries.merge_history(person)
@@ -186,6 +199,7 @@ def cmd_customer_list(args: argparse.Namespace) -> None:
     from siyu.accounts.actor import cli_actor
     from siyu.customers import queries
 
+    settle_server()
     actor = cli_actor()
     qs = queries.search(args.q or "", args.channel or "")
     rows = [
@@ -202,6 +216,7 @@ def cmd_customer_list(args: argparse.Namespace) -> None:
 def cmd_customer_merges(args: argparse.Namespace) -> None:
     from siyu.customers import queries
 
+    settle_server()
     rows = queries.merge_history(_lookup(args.id))
     emit(args, rows, lambda rs: "\n".join(r["explanation"] for r in rs) or "no merges")
 

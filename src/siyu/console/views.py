@@ -31,6 +31,7 @@ from siyu.customers import queries as customer_queries
 from siyu.customers.models import IdentityKind, MergeConflict, Person
 from siyu.ingest import actions as ingest_actions
 from siyu.ingest.models import Source
+from siyu.ingest.writer import settle
 
 PAGE_SIZE = 25
 
@@ -87,6 +88,7 @@ def home(request: HttpRequest) -> HttpResponse:
 @require_GET
 @console_view("customers.view_person")
 def customer_list(request: HttpRequest) -> HttpResponse:
+    settle()
     raw_q = request.GET.get("q", "").strip()
     channel = request.GET.get("channel", "").strip()
     q = queries.normalise_search(raw_q)
@@ -125,6 +127,7 @@ def surviving_or_404(pk: int) -> Person:
 @require_GET
 @console_view("customers.view_person")
 def customer_detail(request: HttpRequest, pk: int) -> HttpResponse:
+    settle()
     person = surviving_or_404(pk)
     if person.merged_into_id:
         survivor = customer_queries.surviving(person)

@@ -22,6 +22,7 @@ from siyu.customers.schemas import (
     TimelineItem,
     person_summary,
 )
+from siyu.ingest.writer import settle
 
 router = Router(tags=["customers"])
 
@@ -35,6 +36,7 @@ def list_customers(request: HttpRequest, q: str = "", channel: str = "", limit: 
                    offset: int = Query(0, ge=0)):
     """Search by any exact id value (phone, email, user id, ...), ``kind:value``, or a customer number."""
     require(request, "customers.view_person")
+    settle()
     actor = _actor(request)
     qs = queries.search(q, channel)
     page = list(qs[offset : offset + limit])
@@ -44,6 +46,7 @@ def list_customers(request: HttpRequest, q: str = "", channel: str = "", limit: 
 @router.get("/lookup", response=ProfileOut, summary="Find the customer holding an identity")
 def lookup(request: HttpRequest, kind: IdentityKind, value: str):
     require(request, "customers.view_person")
+    settle()
     try:
         person = queries.find_person(queries.Lookup(kind, value))
     except ValueError as exc:
@@ -80,6 +83,7 @@ def _conflict(c: MergeConflict) -> dict:
 @router.get("/{person_id}", response=ProfileOut, summary="One customer's profile")
 def get_customer(request: HttpRequest, person_id: int):
     require(request, "customers.view_person")
+    settle()
     person = queries.surviving(get_object_or_404(Person, pk=person_id))
     return queries.profile(person, _actor(request))
 
@@ -87,6 +91,7 @@ def get_customer(request: HttpRequest, person_id: int):
 @router.get("/{person_id}/merges", response=list[MergeOut], summary="Why this profile is one person")
 def merges(request: HttpRequest, person_id: int):
     require(request, "customers.view_person")
+    settle()
     person = queries.surviving(get_object_or_404(Person, pk=person_id))
     return queries.merge_history(person)
 
@@ -94,5 +99,6 @@ def merges(request: HttpRequest, person_id: int):
 @router.get("/{person_id}/timeline", response=list[TimelineItem], summary="The customer's events, newest first")
 def timeline(request: HttpRequest, person_id: int, limit: int = Query(100, ge=1, le=1000)):
     require(request, "customers.view_person")
+    settle()
     person = queries.surviving(get_object_or_404(Person, pk=person_id))
     return queries.timeline(person, limit)

@@ -75,9 +75,13 @@ class IngestionOut(Schema):
 
 
 @router.get("/ingestion", response=IngestionOut, summary="The intake log: messages accepted, not yet processed")
-def ingestion(request: HttpRequest):
+def ingestion(request: HttpRequest, wait: float = Query(0, ge=0, le=60)):
+    """``wait``: first wait up to this many seconds until everything accepted so far is processed."""
     require(request, "ingest.view_source")
-    return get_writer().status()
+    writer = get_writer()
+    if wait:
+        writer.flush(wait)
+    return writer.status()
 
 
 @router.get("/dead-letters", response=list[DeadLetterOut], summary="Rejected messages and why")

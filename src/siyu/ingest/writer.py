@@ -402,6 +402,15 @@ def _keep_connection() -> None:
 
 _writer: IngestWriter | None = None
 _writer_lock = threading.Lock()
+READ_WAIT_SECONDS = 5.0
+
+
+def settle(timeout: float = READ_WAIT_SECONDS) -> bool:
+    """Let a read of customers see what this server has answered ``200`` for: wait until the writer
+    has processed everything accepted so far (at once when nothing waits, which is the usual
+    case; under full load at most ``timeout`` seconds). False if it timed out."""
+    writer = _writer
+    return writer is None or writer.flush(timeout)
 
 
 def get_writer() -> IngestWriter:
