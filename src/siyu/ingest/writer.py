@@ -61,10 +61,9 @@ class Overloaded(RuntimeError):
 
 @dataclass(frozen=True)
 class Receipt:
-    """Messages durably accepted: ``accepted`` of them, in the log up to row ``position``."""
+    """Messages durably accepted (in the intake log): ``accepted`` of them."""
 
     accepted: int
-    position: int
 
 
 _STOP: Future = Future()  # queued by ``stop``: commit what came before it, then end
@@ -254,7 +253,7 @@ class IngestWriter:
             self._backlog += sum(r.n for r in records)
             self._state.notify_all()
         for recs, fut in group:
-            fut.set_result(Receipt(sum(r.n for r in recs), last))
+            fut.set_result(Receipt(sum(r.n for r in recs)))
         return max(processed, forgotten)
 
     def _forget(self, log_: IntakeLog, forgotten: int) -> int:
