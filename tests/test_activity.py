@@ -16,7 +16,7 @@ from siyu.analytics.engine import get_store
 from siyu.customers.identity import merge_persons
 from siyu.customers.models import Person
 from siyu.customers.queries import Lookup, find_person, profile
-from siyu.ingest import pipeline, segment, writer
+from siyu.ingest import pipeline, processor, segment, writer
 
 pytestmark = pytest.mark.django_db(transaction=True)
 RECEIVED = datetime(2026, 6, 1, tzinfo=UTC)
@@ -132,7 +132,7 @@ def test_the_writer_folds_when_idle_and_before_it_stops(source, settings, monkey
                                           RECEIVED)) for i in (1, 2)]
 
     idle = writer.IngestWriter(10)
-    monkeypatch.setattr(writer, "IDLE_FOLD_SECONDS", 0.1)
+    monkeypatch.setattr(processor, "IDLE_FOLD_SECONDS", 0.1)
     idle.submit(messages[:1]).result(timeout=30)
     deadline = time.monotonic() + 10
     while _person("u1").last_seen != datetime(2026, 3, 9, 10, tzinfo=UTC) and time.monotonic() < deadline:
@@ -141,7 +141,7 @@ def test_the_writer_folds_when_idle_and_before_it_stops(source, settings, monkey
     assert idle.stop(timeout=30)
 
     stopping = writer.IngestWriter(10)
-    monkeypatch.setattr(writer, "IDLE_FOLD_SECONDS", 60.0)
+    monkeypatch.setattr(processor, "IDLE_FOLD_SECONDS", 60.0)
     stopping.submit(messages[1:]).result(timeout=30)
     assert stopping.flush(timeout=30)
     assert _person("u2").last_seen == datetime(2026, 3, 1, 8, tzinfo=UTC)

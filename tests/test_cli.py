@@ -221,6 +221,17 @@ def test_a_token_from_the_cli_authenticates_on_the_api(world, server, li):
     assert requests.get(f"{server}/api/v1/me", timeout=10).status_code == 401
 
 
+def test_the_server_processes_ingestion_in_a_process_of_its_own(world, server, li):
+    world.run("user", "create", "dev-1", "--role", "developer", "--password", "a-long-password")
+    token = world.json("token", "create", "dev-1")["token"]
+    r = requests.get(f"{server}/api/v1/sources/ingestion", params={"wait": 10},
+                     headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    status = r.json()
+    assert (status["processing"], status["processed_in"], status["backlog"]) == (True, "process", 0)
+    assert status["processed_position"] == status["accepted_position"] > 0
+
+
 def test_an_analysts_token_sees_masked_data(world, server, li):
     world.run("user", "create", "analyst-1", "--role", "data_analyst", "--password", "a-long-password")
     raw = world.json("token", "create", "analyst-1", "--name", "notebook")["token"]

@@ -151,6 +151,7 @@ def test_the_idle_writer_brings_in_merges_and_leaves_the_full_copies_to_the_sche
     the writer. The writer, when idle, brings in merges made elsewhere; the scheduler copies the
     persons on its own thread once ingestion has been idle as long."""
     from siyu.ingest import writer as writer_module
+    from siyu.ingest.processor import IntakeProcessor
     from siyu.ingest.writer import IDLE_SYNC_SECONDS
     from siyu.scheduler import Scheduler
 
@@ -159,7 +160,7 @@ def test_the_idle_writer_brings_in_merges_and_leaves_the_full_copies_to_the_sche
 
     a, b = Person.objects.create(), Person.objects.create()
     merge_persons(a.pk, b.pk, reason="test", evidence={}, actor_label="t")
-    writer_module.IngestWriter._sync()
+    IntakeProcessor._sync()
     assert get_store().overrides_of([a.pk]) == {a.pk: b.pk}  # merges: brought in by the writer
     assert copied() == 0  # the copy: not on the writer's thread
 

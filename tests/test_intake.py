@@ -10,7 +10,7 @@ import pytest
 
 from siyu.accounts.actions import create_user
 from siyu.analytics.engine import get_store, utcnow
-from siyu.ingest import intake, pipeline, segment, writer
+from siyu.ingest import intake, pipeline, processor, segment
 from siyu.ingest.intake import IntakeLog
 from siyu.ingest.models import DeadLetter, IntakePosition
 from siyu.privacy import crypto
@@ -114,7 +114,7 @@ def test_a_request_that_fails_in_processing_goes_to_the_dead_letters_and_the_res
     assert _stored() == ["good-1", "good-2"]
     letters = DeadLetter.objects.order_by("message_index")
     assert [(d.message_id, d.message_index, d.endpoint, d.source_id) for d in letters] == [
-        ("poison", 0, writer.PROCESSING_ENDPOINT, source.pk), ("its-neighbour", 1, writer.PROCESSING_ENDPOINT, source.pk)]
+        ("poison", 0, processor.PROCESSING_ENDPOINT, source.pk), ("its-neighbour", 1, processor.PROCESSING_ENDPOINT, source.pk)]
     assert "ValueError: cannot store this one" in letters[0].reason
     assert '"message_id": "poison"' in crypto.decrypt(letters[0].payload_enc)
     assert IntakePosition.of(log.log_id) == 3
@@ -123,8 +123,8 @@ def test_a_request_that_fails_in_processing_goes_to_the_dead_letters_and_the_res
 
 def test_when_even_the_dead_letters_cannot_be_written_the_writer_tries_again_later(
         source, settings, make_writer, monkeypatch):
-    monkeypatch.setattr(writer, "RETRY_SECONDS", 0.05)
-    real_process, real_dead_letters = pipeline.process, writer._dead_letters
+    monkeypatch.setattr(processor, "RETRY_SECONDS", 0.05)
+    real_process, real_dead_letters = pipeline.process, processor.dead_letters
     attempts = []
 
     def failing(items, *args, **kwargs):
@@ -137,12 +137,12 @@ def test_when_even_the_dead_letters_cannot_be_written_the_writer_tries_again_lat
         raise ConnectionError("database is down")
 
     monkeypatch.setattr(pipeline, "process", failing)
-    monkeypatch.setattr(writer, "_dead_letters", dead_letters_down)
+    monkeypatch.setattr(processor, "dead_letters", dead_letters_down)
     _left_by_a_crash(settings.SIYU_INGEST_INTAKE, _tracks(source, "late-1"))
     fresh = make_writer()
     fresh.start()
     assert fresh.flush(timeout=30)
-    monkeypatch.setattr(writer, "_dead_letters", real_dead_letters)
+    monkeypatch.setattr(processor, "dead_letters", real_dead_letters)
     assert len(attempts) == 3
     assert _stored() == ["late-1"]
     assert not DeadLetter.objects.exists()

@@ -36,6 +36,7 @@ def serve(host: str, port: int, threads: int = 16) -> None:
     from django.conf import settings
     from django.core.management import call_command
 
+    from siyu import wal
     from siyu.accounts import local
     from siyu.ingest import parsers
     from siyu.ingest.writer import get_writer
@@ -70,5 +71,6 @@ def serve(host: str, port: int, threads: int = 16) -> None:
             # Requests already queued are committed; the writer then empties the SQLite log.
             if not get_writer().stop(timeout=30):
                 log.warning("the ingestion writer did not finish within 30 s; queued requests were not answered")
+            wal.empty_log()
         finally:
             parsers.stop()

@@ -138,6 +138,8 @@ SIYU_INGEST_QUEUE_LIMIT = int(os.environ.get("SIYU_INGEST_QUEUE_LIMIT", "200"))
 # Accepted messages wait in the intake log until the writer has processed them (ingest/intake.py).
 SIYU_INGEST_INTAKE = os.environ.get("SIYU_INGEST_INTAKE") or str(DATA_DIR / "intake.sqlite3")
 SIYU_INGEST_BACKLOG_LIMIT = int(os.environ.get("SIYU_INGEST_BACKLOG_LIMIT", "60000"))
+# `siyu serve` processes the intake log in a process of its own ("0": in a thread of the server).
+SIYU_INGEST_PROCESS = os.environ.get("SIYU_INGEST_PROCESS", "1") not in ("0", "false", "no", "")
 SIYU_MAX_UPLOAD_BYTES = int(os.environ.get("SIYU_MAX_UPLOAD_BYTES", str(512 * 1024 * 1024)))
 
 LOGGING = {

@@ -155,3 +155,18 @@ class Checkpointer:
 
 
 WAL = Checkpointer()
+
+
+def empty_log() -> None:
+    """Copy SQLite's log back and empty it now, if no reader still needs it (the server, once
+    ingestion has stopped: its processing may have run in another process, whose own copy at
+    the end could not empty a log that this process's connections still had open)."""
+    if connection.vendor != "sqlite" or connection.is_in_memory_db():
+        return
+    try:
+        with connection.cursor() as cur:
+            cur.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    except Exception:  # noqa: BLE001 - the next start copies it back
+        log.exception("could not empty the SQLite log")
+    finally:
+        connection.close()

@@ -215,6 +215,14 @@ def _event_table(rows: Sequence[EventRow] | Mapping[str, Sequence[Any]]) -> pa.T
     return pa.table({name: pa.array([getattr(r, name) for r in rows], type=arrow) for name, _sql, arrow in EVENT_COLUMNS})
 
 
+def event_table(rows: Mapping[str, Sequence[Any]], activity: Sequence[bool] | None = None) -> pa.Table | None:
+    """``begin_append``'s columns as an Arrow table, with an ``_activity`` column when given."""
+    table = _event_table(rows)
+    if table is not None and activity is not None:
+        table = table.append_column("_activity", pa.array(activity, type=pa.bool_()))
+    return table
+
+
 def _save_position(cur: duckdb.DuckDBPyConnection, position: tuple[str, int] | None) -> None:
     """Remember how far a sync got (name, last row), inside the caller's transaction."""
     if position is not None:
@@ -392,8 +400,8 @@ class EventStore:
         with a writer holding the store while it waits for the database."""
         return self._lock
 
-    def begin_append(self, rows: Mapping[str, Sequence[Any]], *, activity: Sequence[bool] | None = None
-                     ) -> PendingAppend:
+    def begin_append(self, rows: Mapping[str, Sequence[Any]], *, activity: Sequence[bool] | None = None,
+                     intake: tuple[str, int] | None = None) -> PendingAppend:
         """Start appending ``rows`` (columns, as ``append`` takes them) on a helper thread and
         return at once; the events are written when ``commit`` returns, never if ``rollback``
         is called. Ingestion overlaps the insert with its operational-database transaction
@@ -401,11 +409,14 @@ class EventStore:
 
         ``activity``: for each row, whether its time and touch are customers' activity still to
         be folded into their profile; those also go to ``recent_activity`` (see ``activity``).
+        ``intake`` (the intake position the rows belong to) matters only to a store in another
+        process (``ingest.processor.RemoteStore``).
         """
-        table = _event_table(rows)
-        if table is not None and activity is not None:
-            table = table.append_column("_activity", pa.array(activity, type=pa.bool_()))
-        return PendingAppend(self, table, activity is not None)
+        return self.begin_append_table(event_table(rows, activity), activity=activity is not None)
+
+    def begin_append_table(self, table: pa.Table | None, *, activity: bool = False) -> PendingAppend:
+        """``begin_append`` for a table ``event_table`` made (maybe in another process)."""
+        return PendingAppend(self, table, activity)
 
     # -- activity not yet folded into the profiles ----------------------------
     def activity(self, person_ids: Collection[int] | None = None, *, chunk: int = 10_000) -> Iterator[list[tuple]]:
@@ -656,6 +667,14 @@ def get_store() -> EventStore:
         if _store is None:
             _store = EventStore(settings.SIYU_EVENT_STORE)
         return _store
+
+
+def use_store(store) -> None:
+    """Make ``store`` this process's event store (``ingest.processor``'s child: a proxy to the
+    server's)."""
+    global _store
+    with _store_lock:
+        _store = store
 
 
 def close_store() -> None:

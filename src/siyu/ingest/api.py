@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from django.http import HttpRequest
 from django.shortcuts import get_object_or_404
-from ninja import Query, Router, Schema, Status
+from ninja import Field, Query, Router, Schema, Status
 from ninja.errors import HttpError
 
 from siyu.accounts.actor import Actor
@@ -68,6 +68,7 @@ def rotate(request: HttpRequest, source_id: int):
 
 class IngestionOut(Schema):
     processing: bool
+    processed_in: str = Field(description="process: a process of its own; thread: a thread of the server")
     backlog: int
     accepted_position: int
     processed_position: int

@@ -95,7 +95,7 @@ def _init_worker() -> None:
     # Ctrl-C reaches the whole process group: the server stops its workers itself. A server
     # killed outright cannot, so each worker also leaves when its parent is gone.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="siyu-parent-watch", daemon=True).start()
+    watch_parent()
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "siyu.settings")
     django.setup()
     # Parsed messages are short-lived: collections would only rescan the loaded modules.
@@ -103,6 +103,11 @@ def _init_worker() -> None:
 
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
+
+
+def watch_parent() -> None:
+    """End this process when its parent is gone (a server killed outright cannot stop it)."""
+    threading.Thread(target=_exit_with_parent, args=(os.getppid(),), name="siyu-parent-watch", daemon=True).start()
 
 
 def _exit_with_parent(parent: int) -> None:

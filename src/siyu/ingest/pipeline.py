@@ -207,7 +207,8 @@ def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest"
                 pending = store.begin_append(
                     _event_columns(fresh, person_ids),
                     activity=None if inline is None else [
-                        pid not in inline for (_s, m), pid in zip(fresh, person_ids, strict=True) if m.store_event])
+                        pid not in inline for (_s, m), pid in zip(fresh, person_ids, strict=True) if m.store_event],
+                    intake=intake)
                 _apply_profiles(fresh, person_ids, inline)
                 outcome.unknown_refunds = _record_orders(fresh, person_ids)
                 if intake is not None:

@@ -26,7 +26,6 @@ server leaves its SQLite logs emptied.
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import queue
 import threading
@@ -35,21 +34,18 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 
 from django.conf import settings
-from django.db import connection, transaction
+from django.db import connection
 
-from siyu.ingest import intake, pipeline
-from siyu.ingest.intake import IntakeLog, Record, Row
+from siyu.ingest import intake, pipeline, remote
+from siyu.ingest.intake import IntakeLog, Record
 from siyu.ingest.messages import Message
-from siyu.ingest.models import DeadLetter, IntakePosition
-from siyu.wal import WAL
+from siyu.ingest.processor import IDLE, IDLE_SYNC_SECONDS, STOP, WORK, IntakeProcessor, StoreAgent
 
 log = logging.getLogger("siyu.ingest")
-MAX_GROUP = 20_000
-IDLE_SYNC_SECONDS = 5.0
-IDLE_FOLD_SECONDS = 1.0  # idle this long, the writer folds the activity it recorded into the profiles
 BACKLOG_WAIT_SECONDS = 10.0
-RETRY_SECONDS = 1.0
-PROCESSING_ENDPOINT = "ingest writer"  # DeadLetter.endpoint of a message that failed after it was accepted
+RESTART_SECONDS = 1.0  # before a processing process that died is started again
+FORGET_IDLE_SECONDS = 1.0  # no request this long, the intake thread drops the rows already processed
+__all__ = ["IDLE_SYNC_SECONDS", "IngestWriter", "Overloaded", "Receipt", "get_writer", "settle"]
 
 Item = tuple[list[Record], Future]
 
@@ -70,7 +66,10 @@ _STOP: Future = Future()  # queued by ``stop``: commit what came before it, then
 
 
 class IngestWriter:
-    def __init__(self, queue_limit: int, backlog_limit: int | None = None, path: str | None = None) -> None:
+    def __init__(self, queue_limit: int, backlog_limit: int | None = None, path: str | None = None,
+                 separate: bool = False) -> None:
+        """``separate``: process the log in a process of its own (``processor``), not in a thread."""
+        self._separate = separate
         self._queue: queue.Queue[Item] = queue.Queue(maxsize=queue_limit)
         self._backlog_limit = settings.SIYU_INGEST_BACKLOG_LIMIT if backlog_limit is None else backlog_limit
         self._path = path or settings.SIYU_INGEST_INTAKE
@@ -140,7 +139,8 @@ class IngestWriter:
         """What ``GET /api/v1/sources/ingestion`` reports (in this process)."""
         with self._state:
             backlog, appended, processed = self._backlog, self._appended, self._processed
-        return {"processing": self._thread is not None and self._thread.is_alive(), "backlog": backlog,
+        return {"processing": self._thread is not None and self._thread.is_alive(),
+                "processed_in": "process" if self._separate else "thread", "backlog": backlog,
                 "accepted_position": appended, "processed_position": processed,
                 "seconds_since_processed": round(self.idle_seconds(), 3)}
 
@@ -213,7 +213,7 @@ class IngestWriter:
         try:
             while True:
                 try:
-                    first: Item | None = self._queue.get(timeout=IDLE_FOLD_SECONDS)
+                    first: Item | None = self._queue.get(timeout=FORGET_IDLE_SECONDS)
                 except queue.Empty:
                     forgotten = self._forget(log_, forgotten)
                     continue
@@ -270,133 +270,40 @@ class IngestWriter:
 
     # -- the writer thread -------------------------------------------------------
     def _run(self) -> None:
-        try:
-            with WAL.running():
-                self._loop()
-        finally:
-            connection.close()
+        if not self._separate:
+            IntakeProcessor(self._path, self).run()
+            return
+        while True:
+            child, conn = remote.start_child(self._path)
+            exited = StoreAgent(conn, self).serve()
+            child.join(timeout=None if exited else 5.0)
+            if exited or self._stopped:
+                return
+            log.error("the ingestion processing process ended (exit code %s); starting it again", child.exitcode)
+            time.sleep(RESTART_SECONDS)
 
-    def _loop(self) -> None:
-        reader = IntakeLog(self._path)
-        try:
-            while not self._recover(reader):
-                time.sleep(RETRY_SECONDS)
-            while True:
-                rows = reader.read(self._processed, MAX_GROUP)
-                if rows:
-                    if not self._process(rows, reader.log_id):
-                        time.sleep(RETRY_SECONDS)
-                    continue
-                with self._state:
-                    if self._appended > self._processed:
-                        continue
-                    if self._intake_done:
-                        break
-                    folding = pipeline.ACTIVITY.pending
-                    woken = self._state.wait(IDLE_FOLD_SECONDS if folding else IDLE_SYNC_SECONDS)
-                if not woken:
-                    self._fold() if folding else self._sync()
-            self._fold()
-            reader.forget(self._processed)
-        finally:
-            reader.close()
-
-    def _recover(self, reader: IntakeLog) -> bool:
-        """Where this log was left: the position saved with the operational facts, and what the
-        log holds after it (accepted by an earlier run that stopped before processing it)."""
-        try:
-            _keep_connection()
-            position = IntakePosition.of(reader.log_id)
-        except Exception:
-            log.exception("could not read the intake position; will retry")
-            connection.close()
-            return False
+    # -- what the processor reports (``processor.Host``) ---------------------------
+    def recovered(self, position: int, last_id: int, backlog: int) -> None:
         with self._state:
-            rows, messages = reader.waiting(position)
             self._processed = position
-            self._appended = max(self._appended, reader.last_id())
-            self._backlog = messages
-        if rows:
-            log.info("processing %d messages accepted before the last stop", messages)
-        return True
+            self._appended = max(self._appended, last_id)
+            self._backlog = backlog
+            self._state.notify_all()
 
-    def _process(self, rows: list[Row], log_id: str) -> bool:
-        """Process ``rows`` as one group (else one by one); False if the database failed."""
-        _keep_connection()
-        try:
-            pipeline.process([item for row in rows for item in row.items()], intake=(log_id, rows[-1].id))
-        except Exception:
-            log.exception("processing %d intake rows failed; retrying them one by one", len(rows))
-            connection.close()
-            return all(self._process_one(row, log_id) for row in rows)  # stops at the first that cannot
-        self._advance(rows)
-        return True
-
-    def _process_one(self, row: Row, log_id: str) -> bool:
-        try:
-            _keep_connection()
-            pipeline.process(row.items(), intake=(log_id, row.id))
-        except Exception as exc:  # noqa: BLE001
-            connection.close()
-            log.exception("intake row %d failed alone; its %d messages go to the dead letters", row.id, row.n)
-            try:
-                _dead_letters(row, log_id, exc)
-            except Exception:
-                log.exception("could not record intake row %d as dead letters; will retry", row.id)
-                connection.close()
-                return False
-        self._advance([row])
-        return True
-
-    def _advance(self, rows: list[Row]) -> None:
+    def advanced(self, row_id: int, messages: int) -> None:
         with self._state:
-            self._processed = rows[-1].id
-            self._backlog -= sum(r.n for r in rows)
+            self._processed = row_id
+            self._backlog -= messages
             self._state.notify_all()
         self._last_commit = time.monotonic()
 
-    @staticmethod
-    def _fold() -> None:
-        """Fold the activity recorded so far into the profiles (``pipeline.ActivityFolds``)."""
-        if pipeline.ACTIVITY.pending:
-            _keep_connection()
-            pipeline.ACTIVITY.fold(pipeline.get_store())
-
-    @staticmethod
-    def _sync() -> None:
-        """When idle, bring in what other processes recorded (CLI imports, merges). The copies of
-        the persons and tags are the scheduler's (``Scheduler.sync_copies``): a full copy takes
-        ~10 s at a million persons, and requests would wait for it here."""
-        from siyu.analytics import sync
-        from siyu.analytics.engine import get_store
-
-        try:
-            _keep_connection()
-            done = sync.sync_events(get_store())
-        except Exception:
-            log.exception("event-store sync failed; will retry")
-            return
-        if any(done.values()):
-            log.info("event store synced: %s", done)
-
-
-def _dead_letters(row: Row, log_id: str, error: Exception) -> None:
-    """Every message of ``row`` as a dead letter with ``error``, and the position past it, in one
-    transaction."""
-    reason = f"accepted, then failed in processing: {type(error).__name__}: {error}"
-    with transaction.atomic():
-        for index, (_source, m) in enumerate(row.items()):
-            DeadLetter.record(row.source_id, PROCESSING_ENDPOINT, index, dataclasses.asdict(m), "", reason)
-        IntakePosition.save_position(log_id, row.id)
-
-
-def _keep_connection() -> None:
-    """The writer thread keeps its database connection (and with it SQLite's page cache, which
-    holds the hot persons and identities) instead of reconnecting per group as requests do;
-    one that broke (a restarted PostgreSQL) is replaced."""
-    if connection.connection is not None and (connection.errors_occurred or not connection.is_usable()):
-        connection.close()
-    connection.close_at = None
+    def wait_for_work(self, processed: int, timeout: float) -> str:
+        with self._state:
+            if self._appended > processed:
+                return WORK
+            if self._intake_done:
+                return STOP
+            return WORK if self._state.wait(timeout) else IDLE
 
 
 _writer: IngestWriter | None = None
@@ -416,5 +323,14 @@ def get_writer() -> IngestWriter:
     global _writer
     with _writer_lock:
         if _writer is None:
-            _writer = IngestWriter(settings.SIYU_INGEST_QUEUE_LIMIT)
+            _writer = IngestWriter(settings.SIYU_INGEST_QUEUE_LIMIT, separate=separate_processing())
         return _writer
+
+
+def separate_processing() -> bool:
+    """Whether this server processes the intake log in a process of its own: ``SIYU_INGEST_PROCESS``
+    (default on), where the other process can open the same databases (not an in-memory one)."""
+    from siyu.analytics.engine import get_store
+
+    return (settings.SIYU_INGEST_PROCESS and not settings.SIYU_INGEST_SYNC and get_store().path != ":memory:"
+            and not (connection.vendor == "sqlite" and connection.is_in_memory_db()))
