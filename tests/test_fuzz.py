@@ -89,6 +89,8 @@ DEEP_MEMBER = b'{"type": "track", "userId": "u", "event": "A", "properties": ' +
         ("track", b'{"userId": "u", "event": "A", "properties": ' + b'{"a": ' * 70 + b"1" + b"}" * 71,
          "nested deeper than 64 levels"),
         ("batch", b'{"batch": [' + DEEP_MEMBER + b"]}", "nested deeper than 64 levels"),
+        ("batch", b'{"batch": [{"type": "track", "userId": "u", "event": "A", "properties": ' + b'{"a": ' * 70
+         + b"1" + b"}" * 71 + b"]}", "nested deeper than 64 levels"),
         ("track", b'{"userId": "u", "event": "A", "timestamp": 99999999999999999999999}', "out of range"),
         ("track", b'{"userId": "u", "event": "A", "timestamp": -1}', "before the year 2000"),
         ("track", b'{"userId": "u", "event": "A", "messageId": 12}', "messageId"),
@@ -280,3 +282,16 @@ def test_management_api_write_endpoints_never_fail_on_any_body(client, admin_use
         json.loads(r.content)
 
     check()
+
+
+def _batch_nested(levels: int) -> bytes:
+    """A batch body whose one message's properties nest so that the body has ``levels`` levels."""
+    inner = levels - 4  # the body, its batch list, the message, its properties
+    return (b'{"batch": [{"type": "track", "userId": "u", "event": "A", "properties": {"x": '
+            + b"[" * inner + b"1" + b"]" * inner + b"}}]}")
+
+
+def test_a_batch_may_nest_to_the_limit_and_no_deeper(post_segment):
+    assert post_segment("/v1/batch", _batch_nested(64)).status_code == 200
+    r = post_segment("/v1/batch", _batch_nested(65))
+    assert r.status_code == 400 and "nested deeper than 64 levels" in r.json()["error"]

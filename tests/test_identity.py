@@ -103,3 +103,14 @@ def test_conflict_between_persons_created_in_the_same_batch_is_queued():
     conflict = MergeConflict.objects.get()
     assert {conflict.person_a_id, conflict.person_b_id} == {p1, p2}
     assert conflict.conflicting_kinds == ["phone", "user_id"]
+
+
+def test_claims_made_from_text_are_kept_until_the_keys_are_read_again():
+    from siyu.privacy import crypto
+
+    first = make_claim("user_id", "u-kept")
+    assert make_claim("user_id", "u-kept") is first
+    assert make_claim("anonymous_id", "u-kept") is not first  # the kind is part of the id
+    crypto.reset_key_cache()
+    again = make_claim("user_id", "u-kept")
+    assert again is not first and again == first

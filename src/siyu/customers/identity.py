@@ -63,8 +63,30 @@ class Claim:
         return self.kind in _STRONG_ORDER
 
 
+CLAIM_CACHE = 100_000  # claims made from text, kept for the ids that come again (then all dropped)
+_claims: dict[tuple[str, str], Claim] = {}
+crypto.on_key_reset(_claims.clear)
+
+
 def make_claim(kind: str, raw: Any) -> Claim:
-    """Normalise one id; raises ``crypto.InvalidValue`` with a readable reason."""
+    """Normalise one id; raises ``crypto.InvalidValue`` with a readable reason.
+
+    Claims are immutable, and a customer sends the same ids with every message: one made from
+    text is kept and given again (~0.3 µs instead of ~4 for the normalising and the keyed hash).
+    Like the phone cache, it lives only in the memory of the process that parses. (Phone numbers
+    are left to that cache: how one is read depends on the default region, a setting.)"""
+    if type(raw) is str and kind != "phone":
+        claim = _claims.get((kind, raw))
+        if claim is None:
+            claim = _make_claim(kind, raw)
+            if len(_claims) >= CLAIM_CACHE:
+                _claims.clear()
+            _claims[(kind, raw)] = claim
+        return claim
+    return _make_claim(kind, raw)
+
+
+def _make_claim(kind: str, raw: Any) -> Claim:
     if kind not in _KINDS:
         raise crypto.InvalidValue(f"unknown identity kind {kind!r}")
     if raw is None or isinstance(raw, (dict, list, bool)):

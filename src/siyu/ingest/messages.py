@@ -88,8 +88,9 @@ def loads(data: str | bytes) -> Any:
     return value
 
 
-def check_depth(value: Any) -> None:
-    """Raise ValueError when ``value`` nests deeper than ``MAX_JSON_DEPTH``.
+def check_depth(value: Any, limit: int = MAX_JSON_DEPTH) -> None:
+    """Raise ValueError when ``value`` nests deeper than ``limit`` levels (a part of a body: the
+    levels left to it of ``MAX_JSON_DEPTH``, which the error names).
 
     orjson and json accept far deeper documents than orjson.dumps or recursive
     code can handle later, so bodies are checked once, right after parsing.
@@ -97,7 +98,7 @@ def check_depth(value: Any) -> None:
     stack = [(value, 1)] if isinstance(value, (dict, list)) else []
     while stack:
         item, depth = stack.pop()
-        if depth > MAX_JSON_DEPTH:
+        if depth > limit:
             raise ValueError(f"nested deeper than {MAX_JSON_DEPTH} levels")
         for child in item.values() if isinstance(item, dict) else item:
             if isinstance(child, (dict, list)):
@@ -137,10 +138,13 @@ def _nul_path(value: Any) -> str | None:
 
 
 def scrub(data: Any, depth: int = 0) -> Any:
-    """A copy of ``data`` without personal-data keys, at any depth (nesting cut at 8)."""
+    """``data`` without personal-data keys, at any depth (nesting cut at 8): a copy, or ``data``
+    itself when nothing in it needs removing or cutting (most properties: flat, no personal data)."""
     if depth > 8:
         return None
     if isinstance(data, dict):
+        if PII_KEYS.isdisjoint(data) and not any(isinstance(v, (dict, list)) for v in data.values()):
+            return data
         return {k: (scrub(v, depth + 1) if isinstance(v, (dict, list)) else v)
                 for k, v in data.items() if k not in PII_KEYS}
     if isinstance(data, list):

@@ -62,9 +62,20 @@ def _timestamp(raw: dict, received_at: datetime, batch_sent_at: Any) -> datetime
     ts = parse_time(original, field)
     sent_raw = raw.get("sentAt", batch_sent_at)
     if sent_raw is not None:
-        sent = parse_time(sent_raw, "sentAt")
+        sent = sent_raw if isinstance(sent_raw, datetime) else parse_time(sent_raw, "sentAt")
         ts = received_at - (sent - ts)
     return check_time(ts, received_at, field)
+
+
+def batch_sent_at(value: Any) -> Any:
+    """A batch's ``sentAt``, parsed once for all its messages; left as sent when it is not a time,
+    so that each message is refused naming it."""
+    if value is None:
+        return None
+    try:
+        return parse_time(value, "sentAt")
+    except MessageError:
+        return value
 
 
 def _ids(raw: dict, msg_type: str, traits: dict[str, Any]) -> tuple[list[Claim], Claim]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+from collections.abc import Callable
 from functools import lru_cache
 
 import phonenumbers
@@ -54,10 +55,21 @@ def _hmac_states() -> tuple:
     return (hashlib.sha256(bytes(b ^ 0x36 for b in block)), hashlib.sha256(bytes(b ^ 0x5C for b in block)))
 
 
+_on_reset: list[Callable[[], None]] = []
+
+
+def on_key_reset(callback: Callable[[], None]) -> None:
+    """Call ``callback`` whenever the keys are read again (``reset_key_cache``): for caches of
+    values derived from them."""
+    _on_reset.append(callback)
+
+
 def reset_key_cache() -> None:
     _keys.cache_clear()
     _hmac_key.cache_clear()
     _hmac_states.cache_clear()
+    for callback in _on_reset:
+        callback()
 
 
 def encrypt(value: str) -> str:
