@@ -73,9 +73,11 @@ def test_groups_processed_through_the_proxy_land_in_the_servers_store(child_end,
     pipeline.process([_message("b", userId="u1")], intake=("log-1", 2))
     pipeline.process([_message("c", userId="u1", anonymousId="anon-1")], intake=("log-1", 3))  # a merge
     pipeline.process([_message("c", userId="u1")], intake=("log-1", 4))  # a duplicate
+    pipeline.DEDUPE.reset()  # as a new child starts: the window is read back from the store
+    assert pipeline.process([_message("a", userId="u1")], intake=("log-1", 5)).duplicates == 1
 
     assert _stored() == ["a", "b", "c"]
-    assert IntakePosition.of("log-1") == 4
+    assert IntakePosition.of("log-1") == 5
     user = find_person(Lookup("user_id", "u1"))
     assert find_person(Lookup("anonymous_id", "anon-1")) == user
     merged = {pid for (pid,) in get_store().cursor().execute(

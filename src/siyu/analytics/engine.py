@@ -599,11 +599,15 @@ class EventStore:
         return row[0] if row else 0
 
     # -- reads ---------------------------------------------------------------
-    def message_ids_since(self, since: datetime, limit: int) -> list[tuple[int | None, str]]:
-        return self.cursor().execute(
+    def message_id_chunks(self, since: datetime, limit: int, size: int) -> Iterator[list[tuple[int | None, str]]]:
+        """(source id, message id) of the newest ``limit`` events received since ``since``, newest
+        first, ``size`` at a time."""
+        cur = self.cursor().execute(
             "SELECT source_id, message_id FROM events WHERE received_at >= ? ORDER BY received_at DESC LIMIT ?",
             [since, limit],
-        ).fetchall()
+        )
+        while rows := cur.fetchmany(size):
+            yield rows
 
     def timeline(self, person_ids: Sequence[int], limit: int = 100) -> list[dict]:
         """The newest events of these persons (a person and everyone merged into it)."""

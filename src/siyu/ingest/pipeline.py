@@ -69,10 +69,11 @@ class DedupeWindow:
 
     def _load(self) -> None:
         since = utcnow() - timedelta(days=self._days)
-        known = get_store().message_ids_since(since, self._limit)  # newest first
-        keys = [self.key(s, m) for s, m in reversed(known)]
-        for i in range(0, len(keys), self.GENERATION):
-            self._push(np.array(keys[i : i + self.GENERATION], dtype=np.int64))
+        key = self.key
+        generations = [np.array([key(s, m) for s, m in chunk], dtype=np.int64)  # newest first
+                       for chunk in get_store().message_id_chunks(since, self._limit, self.GENERATION)]
+        for keys in reversed(generations):
+            self._push(keys)
         self._loaded = True
 
     def _push(self, keys: np.ndarray) -> None:

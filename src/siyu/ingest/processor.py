@@ -201,7 +201,7 @@ class StoreAgent:
         self._locks = 0  # the store lock, held for the child this many times
         self._pending = None
         self._intake: tuple[str, int] | None = None
-        self._activity_rows: Iterator | None = None
+        self._chunks: Iterator | None = None
 
     def serve(self) -> bool:
         """Answer the child until it exits (True) or its pipe breaks (False: it died)."""
@@ -264,11 +264,12 @@ class StoreAgent:
     def _on_store(self, name: str, args: tuple, kwargs: dict) -> Any:
         return getattr(self._events, name)(*args, **kwargs)
 
-    def _on_activity(self, person_ids, chunk: int) -> None:
-        self._activity_rows = self._events.activity(person_ids, chunk=chunk)
+    def _on_iterate(self, name: str, args: tuple, kwargs: dict) -> None:
+        """Start one of the store's chunked reads; ``next`` hands over a chunk at a time."""
+        self._chunks = getattr(self._events, name)(*args, **kwargs)
 
-    def _on_activity_next(self) -> list[tuple] | None:
-        return next(self._activity_rows, None)
+    def _on_next(self) -> list | None:
+        return next(self._chunks, None)
 
     def _end_pending(self) -> None:
         """The child died with an insert open: commit it if its operational facts committed."""

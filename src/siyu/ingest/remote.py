@@ -104,9 +104,17 @@ class RemoteStore(_Remote):
         return RemotePending(self, True)
 
     def activity(self, person_ids=None, *, chunk: int = 10_000) -> Iterator[list[tuple]]:
-        self.call("activity", person_ids, chunk)
-        while (rows := self.call("activity_next")) is not None:
-            yield rows
+        return self._chunks("activity", person_ids, chunk=chunk)
+
+    def message_id_chunks(self, since, limit: int, size: int) -> Iterator[list[tuple]]:
+        return self._chunks("message_id_chunks", since, limit, size)
+
+    def _chunks(self, name: str, *args, **kwargs) -> Iterator[list]:
+        """A chunked read of the store, a chunk per request (the dedupe window's millions of ids
+        would otherwise cross the pipe, and sit in both processes, at once)."""
+        self.call("iterate", name, args, kwargs)
+        while (chunk := self.call("next")) is not None:
+            yield chunk
 
     def __getattr__(self, name: str):
         if name.startswith("_"):

@@ -3,8 +3,10 @@
 Request threads parse and validate (in parse workers), then ``accept`` their messages and
 wait only until the *intake thread* has committed them to the intake log
 (``ingest.intake``): everything queued goes into one commit, so many requests share it.
-The *writer thread* processes the log in order, up to ``MAX_GROUP`` messages at a time, with
-``pipeline.process``, which saves how far it got in the same operational transaction. Large
+The log is then processed in order, up to ``processor.MAX_GROUP`` messages at a time, with
+``pipeline.process``, which saves how far it got in the same operational transaction: by a
+process of its own under ``siyu serve``, which the *writer thread* starts and serves with the
+event store (``processor.StoreAgent``), or by the writer thread itself. Large
 groups are what make processing cheap (one identity lookup query, one commit and one
 DuckDB insert for thousands of messages); the intake is what lets the groups grow beyond
 what the clients waiting at one moment hold.
@@ -16,12 +18,12 @@ waits up to ``BACKLOG_WAIT_SECONDS`` for the writer to catch up, then gets ``Ove
 If a group fails, its rows are processed one at a time; a row that still fails alone goes
 to the dead letters with the error (its position saved in the same transaction), so one bad
 request can neither block the log nor fail its neighbours. If even that fails (the database
-is down), the writer waits ``RETRY_SECONDS`` and tries again from the same row.
+is down), processing waits ``processor.RETRY_SECONDS`` and tries again from the same row.
 
-When idle the writer folds the activity it recorded into the profiles
+When idle, processing folds the activity it recorded into the profiles
 (``pipeline.ActivityFolds``) and brings in what other processes recorded. ``stop`` commits
-what is queued to the log, processes the whole log, folds, and ends both threads, so the
-server leaves its SQLite logs emptied.
+what is queued to the log, processes the whole log, folds, and ends both threads (and the
+processing process), so the server leaves its intake log emptied.
 """
 
 from __future__ import annotations
