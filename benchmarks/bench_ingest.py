@@ -7,12 +7,13 @@ intake log); a round ends when the server has also processed all of it (its
 backlog, ``GET /api/v1/sources/ingestion``, is empty), so the rate is what
 processing sustains, not only what the intake takes. Prints events/s (median of rounds) and the ratio to
 the raw cost of parsing the same JSON alone, measured in the same run, and for
-each round the cores the server and its parse workers used, also as CPU time a message.
+each round the cores the server and its child processes (parse workers, and the processing
+process of ``SIYU_INGEST_PROCESS``) used, also as CPU time a message.
 
     .venv/bin/python benchmarks/bench_ingest.py [--requests 600] [--rounds 3] [--users 50000] [--keep] [--stages]
 
-With ``--stages`` the server runs through ``_serve_stages.py`` and the steps of
-``pipeline.process`` are timed over the measured rounds (wall and CPU time a message; the
+With ``--stages`` the server runs through ``_serve_stages.py``, processing in its writer
+thread (``SIYU_INGEST_PROCESS=0``), and the steps of ``pipeline.process`` are timed over the measured rounds (wall and CPU time a message; the
 timing itself costs a little).
 """
 
@@ -142,9 +143,10 @@ def _busy_seconds() -> tuple[float, float]:
 
 
 class CpuShare:
-    """Where the cores went during a round: the server process (HTTP, the writer thread), its
-    parse workers, and the machine as a whole. The server's share near 1.0 core with the
-    machine not busy means its interpreter (the GIL) is the limit, not the cores."""
+    """Where the cores went during a round: the server process (HTTP, the intake, the event
+    store), its children (parse workers and the processing process), and the machine as a whole.
+    One process near 1.0 core with the machine not busy means its interpreter (the GIL) is the
+    limit, not the cores."""
 
     def __init__(self, server: int) -> None:
         self.server = server
@@ -170,14 +172,14 @@ class CpuShare:
         self.machine = (end[2] - self._start[2]) / max(end[3] - self._start[3], 1e-9)
 
     def __str__(self) -> str:
-        return (f"server process {self.server_cores:.2f} cores, parse workers {self.worker_cores:.2f},"
+        return (f"server process {self.server_cores:.2f} cores, children {self.worker_cores:.2f},"
                 f" machine {self.machine:.0%} busy")
 
     def per_message(self, rate: float) -> str:
         """The same as CPU time a message: what a change must cut for the rate to rise."""
         cores = os.cpu_count() or 1
         return (f"CPU a message: server {self.server_cores / rate * 1e6:.0f} µs,"
-                f" workers {self.worker_cores / rate * 1e6:.0f} µs,"
+                f" children {self.worker_cores / rate * 1e6:.0f} µs,"
                 f" machine {self.machine * cores / rate * 1e6:.0f} µs")
 
 
@@ -209,7 +211,8 @@ def main() -> None:
     ap.add_argument("--port", type=int, default=0, help="default: a free port")
     ap.add_argument("--keep", action="store_true", help="keep the server's data folder (printed) afterwards")
     ap.add_argument("--stages", action="store_true",
-                    help="time each step of pipeline.process in the server (benchmarks/_serve_stages.py)")
+                    help="time each step of pipeline.process in the server (benchmarks/_serve_stages.py;"
+                         " processing then runs in the server's thread, not a process of its own)")
     args = ap.parse_args()
     args.port = args.port or free_port()
 
@@ -222,6 +225,8 @@ def main() -> None:
     serve = [sys.executable, str(ROOT / "benchmarks" / "_serve_stages.py")] if args.stages else [SIYU, "serve"]
     stages_file = Path(data_dir) / "stages.json"
     env["SIYU_BENCH_STAGES"] = str(stages_file)
+    if args.stages:  # the steps are timed in the server's own interpreter: process there, in a thread
+        env["SIYU_INGEST_PROCESS"] = "0"
     server = subprocess.Popen([*serve, "--port", str(args.port), "--threads", str(max(32, args.connections + 8))],
                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:

@@ -111,4 +111,6 @@ def test_an_error_in_the_server_is_raised_in_the_child(child_end):
     proxy = remote.RemoteStore(child_end)
     with pytest.raises(AttributeError):
         proxy.no_such_method()
+    with pytest.raises(RuntimeError, match="could not be sent"):
+        proxy.cursor()  # a DuckDB cursor cannot cross a pipe
     assert proxy.get_position("nothing") == 0  # the pipe still works

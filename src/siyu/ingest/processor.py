@@ -221,12 +221,15 @@ class StoreAgent:
                     self._conn.send(answer)
                 except (EOFError, OSError):
                     return False
+                except Exception as exc:  # noqa: BLE001 - an answer that does not pickle
+                    self._conn.send(("error", RuntimeError(f"the server's answer could not be sent: {exc}")))
         finally:
             self._end_pending()
             while self._locks:
                 self._locks -= 1
                 self._events.write_lock().release()
             self._conn.close()
+            connection.close()  # this thread's, if deciding on a last group read the database
 
     # -- requests --------------------------------------------------------------
     def _on_recovered(self, position: int, last_id: int, backlog: int) -> None:

@@ -46,17 +46,18 @@ def _child_main(conn, path: str) -> None:
     from siyu.analytics import engine
     from siyu.ingest.processor import IntakeProcessor
 
-    engine.use_store(RemoteStore(conn))
+    lock = threading.Lock()  # one request at a time on the one pipe
+    engine.use_store(RemoteStore(conn, lock))
     gc.freeze()
     gc.set_threshold(50_000, 20, 20)
-    IntakeProcessor(path, PipeHost(conn)).run()
+    IntakeProcessor(path, PipeHost(conn, lock)).run()
     conn.send(("exit",))
 
 
 class _Remote:
-    def __init__(self, conn) -> None:
+    def __init__(self, conn, lock: threading.Lock | None = None) -> None:
         self._conn = conn
-        self._lock = threading.Lock()
+        self._lock = lock or threading.Lock()
 
     def call(self, *request: Any) -> Any:
         with self._lock:
