@@ -9,6 +9,9 @@ if ! "$PY" -c 'import sys; sys.exit(sys.version_info[:2] != (3, 11))'; then
   echo "siyu needs Python 3.11 (found $("$PY" --version 2>&1)); set SIYU_PYTHON to one." >&2
   exit 1
 fi
+# The interpreter itself, not a launcher in front of it (pyenv's shims): uv compares the path
+# with the one .venv was made from, and would otherwise remove and remake .venv every run.
+PY=$("$PY" -c 'import sys; print(sys.executable)')
 if ! command -v uv >/dev/null 2>&1; then
   export PATH="$HOME/.local/bin:$PATH"
   if ! command -v uv >/dev/null 2>&1; then
