@@ -181,3 +181,30 @@ def test_a_customer_read_right_after_the_answer_sees_the_messages(
     r = api.get("/api/v1/customers/lookup", {"kind": "user_id", "value": "u9"})
     assert r.status_code == 200
     assert r.json()["traits"] == {"plan": "gold"}
+
+
+@pytest.mark.parametrize("order", ["commit, intake counts, recovery reads", "recovery reads, commit, intake counts",
+                                   "commit, recovery reads, intake counts", "intake counts after recovery's read"])
+def test_the_backlog_counts_each_commit_once_however_the_intake_and_the_recovery_interleave(order):
+    """The intake thread commits, then counts under the writer's lock; the processor's recovery
+    reads the log (counting what it finds) and reports. Any interleaving gives the same backlog."""
+    from siyu.ingest.writer import IngestWriter
+
+    w = IngestWriter(10)  # its threads are never started: only its counts are used
+    w._committed(4, 10)  # a commit that the recovery's read sees in every order below
+    if order == "commit, intake counts, recovery reads":
+        w._committed(5, 3)
+        w.recovered(0, 5, 13)
+    elif order == "recovery reads, commit, intake counts":
+        w.recovered(0, 4, 10)  # read before the commit
+        w._committed(5, 3)
+    elif order == "commit, recovery reads, intake counts":
+        w.recovered(0, 5, 13)  # the read saw the commit; its count comes after
+        w._committed(5, 3)
+    else:
+        w._committed(5, 3)  # counted before the report of a read made before the commit
+        w.recovered(0, 4, 10)
+    assert w.backlog() == 13
+    w.advanced(4, 10)
+    w.advanced(5, 3)
+    assert w.backlog() == 0

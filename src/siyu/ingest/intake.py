@@ -131,9 +131,14 @@ class IntakeLog:
 
     def waiting(self, after: int) -> tuple[int, int]:
         """(rows, messages) after ``after``: accepted, not yet processed."""
-        n_rows, n_messages = self._con.execute(
-            "SELECT count(*), coalesce(sum(n), 0) FROM intake WHERE id > ?", [after]).fetchone()
-        return n_rows, n_messages
+        return self.waiting_upto(after)[:2]
+
+    def waiting_upto(self, after: int) -> tuple[int, int, int]:
+        """(rows, messages, last row) after ``after``, read at one moment: the counts cover the log
+        exactly up to that last row, however the intake thread commits meanwhile."""
+        return self._con.execute(
+            "SELECT count(*), coalesce(sum(n), 0), (SELECT coalesce(max(id), 0) FROM intake) FROM intake"
+            " WHERE id > ?", [after]).fetchone()
 
     def last_id(self) -> int:
         return self._con.execute("SELECT coalesce(max(id), 0) FROM intake").fetchone()[0]

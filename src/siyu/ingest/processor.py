@@ -106,9 +106,9 @@ class IntakeProcessor:
             log.exception("could not read the intake position; will retry")
             connection.close()
             return False
-        rows, messages = reader.waiting(position)
+        rows, messages, last_id = reader.waiting_upto(position)
         self.processed = position
-        self._host.recovered(position, reader.last_id(), messages)
+        self._host.recovered(position, last_id, messages)
         if rows:
             log.info("processing %d messages accepted before the last stop", messages)
         return True

@@ -32,6 +32,7 @@ import logging
 import queue
 import threading
 import time
+from collections import deque
 from concurrent.futures import Future
 from dataclasses import dataclass
 
@@ -85,6 +86,10 @@ class IngestWriter:
         # the messages in between. Both threads notify it; ``accept`` and ``flush`` wait on it.
         self._state = threading.Condition()
         self._appended = 0
+        # The intake thread's commits not yet processed, as (last row, messages), and the last row
+        # the processor's recovery counted itself: the two threads' counts never overlap (below).
+        self._commits: deque[tuple[int, int]] = deque()
+        self._counted_upto = 0
         self._processed = 0
         self._backlog = 0
         self._last_commit = time.monotonic()
@@ -250,13 +255,19 @@ class IngestWriter:
             for _recs, fut in group:
                 fut.set_exception(exc)
             return forgotten
-        with self._state:
-            self._appended = last
-            self._backlog += sum(r.n for r in records)
-            self._state.notify_all()
+        self._committed(last, sum(r.n for r in records))
         for recs, fut in group:
             fut.set_result(Receipt(sum(r.n for r in recs)))
         return max(processed, forgotten)
+
+    def _committed(self, last: int, messages: int) -> None:
+        """The intake thread committed ``messages`` in rows up to ``last``."""
+        with self._state:
+            self._appended = last
+            self._commits.append((last, messages))
+            if last > self._counted_upto:  # else the processor's recovery read this commit and counted it
+                self._backlog += messages
+            self._state.notify_all()
 
     def _forget(self, log_: IntakeLog, forgotten: int) -> int:
         """When no request came for a while, drop the rows already processed."""
@@ -289,15 +300,24 @@ class IngestWriter:
         with self._state:
             self._processed = position
             self._appended = max(self._appended, last_id)
-            self._backlog = backlog
+            # ``backlog`` counts the log up to ``last_id`` as the processor read it; a commit of the
+            # intake thread is either wholly in that read or wholly after it.
+            self._counted_upto = last_id
+            self._backlog = backlog + sum(n for last, n in self._commits if last > last_id)
+            self._forget_commits(position)
             self._state.notify_all()
 
     def advanced(self, row_id: int, messages: int) -> None:
         with self._state:
             self._processed = row_id
             self._backlog -= messages
+            self._forget_commits(row_id)
             self._state.notify_all()
         self._last_commit = time.monotonic()
+
+    def _forget_commits(self, processed: int) -> None:
+        while self._commits and self._commits[0][0] <= processed:
+            self._commits.popleft()
 
     def wait_for_work(self, processed: int, timeout: float) -> str:
         with self._state:
