@@ -60,7 +60,7 @@ def test_messages_accepted_before_a_crash_are_processed_once_at_the_next_start(
     assert counted == [["a", "b", "c"]]  # one group
     assert IntakePosition.of(log.log_id) == 2
     assert first.stop(timeout=30)
-    assert log.waiting(0) == (0, 0)  # processed rows are dropped from the log
+    assert log.waiting(0) == (0, 0, 0)  # processed rows are dropped from the log
 
     again = make_writer()
     again.start()
@@ -78,7 +78,7 @@ def test_rows_processed_just_before_a_crash_are_not_processed_again(source, sett
     assert fresh.flush(timeout=30)
     assert counted == [["todo-2"]]
     assert fresh.stop(timeout=30)
-    assert log.waiting(0) == (0, 0)
+    assert log.waiting(0) == (0, 0, 0)
 
 
 def test_a_new_log_file_starts_from_its_own_beginning(source, settings, make_writer, counted):

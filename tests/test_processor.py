@@ -80,9 +80,10 @@ def test_groups_processed_through_the_proxy_land_in_the_servers_store(child_end,
     assert IntakePosition.of("log-1") == 5
     user = find_person(Lookup("user_id", "u1"))
     assert find_person(Lookup("anonymous_id", "anon-1")) == user
-    merged = {pid for (pid,) in get_store().cursor().execute(
-        "SELECT person_id FROM events WHERE message_id = 'a'").fetchall()}
-    assert get_store().overrides_of(merged) == {p: user.pk for p in merged if p != user.pk}
+    persons = {pid for (pid,) in get_store().cursor().execute(
+        "SELECT person_id FROM events WHERE message_id IN ('a', 'b')").fetchall()}
+    assert len(persons) == 2 and user.pk in persons  # stored before the merge, as two persons
+    assert get_store().overrides_of(persons) == {(persons - {user.pk}).pop(): user.pk}
     assert get_store().activity_size() > 0  # the known customers' activity waits for the fold
     pipeline.ACTIVITY.fold(proxy)  # read in the server, written here
     assert get_store().activity_size() == 0

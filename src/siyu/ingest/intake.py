@@ -129,16 +129,11 @@ class IntakeLog:
                 break
         return rows
 
-    def waiting(self, after: int) -> tuple[int, int]:
-        """(rows, messages) after ``after``: accepted, not yet processed."""
-        return self.waiting_upto(after)[:2]
-
-    def waiting_upto(self, after: int) -> tuple[int, int, int]:
-        """(rows, messages, last row) after ``after``, read at one moment: the counts cover the log
-        exactly up to that last row, however the intake thread commits meanwhile."""
+    def waiting(self, after: int) -> tuple[int, int, int]:
+        """(rows, messages, last row) after ``after``: accepted, not yet processed. Read at one
+        moment, so the counts cover the log exactly up to that last row, however the intake thread
+        commits meanwhile."""
         return self._con.execute(
             "SELECT count(*), coalesce(sum(n), 0), (SELECT coalesce(max(id), 0) FROM intake) FROM intake"
             " WHERE id > ?", [after]).fetchone()
 
-    def last_id(self) -> int:
-        return self._con.execute("SELECT coalesce(max(id), 0) FROM intake").fetchone()[0]

@@ -106,7 +106,7 @@ class IntakeProcessor:
             log.exception("could not read the intake position; will retry")
             connection.close()
             return False
-        rows, messages, last_id = reader.waiting_upto(position)
+        rows, messages, last_id = reader.waiting(position)
         self.processed = position
         self._host.recovered(position, last_id, messages)
         if rows:
