@@ -12,6 +12,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import re
 from collections.abc import Callable
 from functools import lru_cache
 
@@ -101,10 +102,36 @@ def lookup_hash(kind: str, normalised: str) -> str:
 
 def normalise_phone(value: str) -> str:
     """Return the phone number in E.164 form; raises InvalidValue when it is not one."""
-    e164, reason = _phone(str(value).strip(), settings.SIYU_DEFAULT_REGION)
+    text, region = str(value).strip(), settings.SIYU_DEFAULT_REGION
+    e164 = _mainland_mobile(text, region)
+    if e164:
+        return e164
+    e164, reason = _phone(text, region)
     if reason:
         raise InvalidValue(reason)
     return e164
+
+
+_CN = phonenumbers.PhoneMetadata.metadata_for_region("CN")
+_CN_MOBILE = re.compile(f"(?:{_CN.mobile.national_number_pattern})")
+_CN_ANY = re.compile(f"(?:{_CN.general_desc.national_number_pattern})")
+
+
+def _mainland_mobile(text: str, region: str) -> str:
+    """The E.164 form of a mainland mobile number written as its 11 digits (``+86`` before them,
+    or none with the default region CN), else "" (``_phone`` decides). Most numbers customers
+    give are such: this reads them with phonenumbers' own patterns in ~1 µs, where parsing takes
+    ~20 and the cache holds only so many numbers."""
+    if text.startswith("+86"):
+        digits = text[3:]
+    elif region == "CN":
+        digits = text
+    else:
+        return ""
+    if len(digits) == 11 and digits.isascii() and digits.isdigit() and _CN_MOBILE.fullmatch(digits) \
+            and _CN_ANY.fullmatch(digits):
+        return "+86" + digits
+    return ""
 
 
 @lru_cache(maxsize=20_000)
