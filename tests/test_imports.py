@@ -563,6 +563,18 @@ def test_bad_amounts_are_refused_with_a_reason(raw, reason):
         values.parse_amount(raw)
 
 
+@pytest.mark.parametrize(("raw", "expected"), [
+    ("cny", "CNY"), ("人民币", "CNY"), (" ￥ ", "CNY"), ("US$", "USD"), ("港币", "HKD"), ("eur", "EUR"), ("XYZ", None),
+    ("RMB元", None), ("", None),
+])
+def test_currencies_are_iso_codes_or_their_usual_names(raw, expected):
+    if expected:
+        assert values.parse_currency(raw) == expected
+    else:
+        with pytest.raises(ValueProblem, match="is not a currency code"):
+            values.parse_currency(raw)
+
+
 @pytest.mark.parametrize("raw", [
     "2024-05-01 13:45:00", "2024-05-01T13:45", "2024/5/1 13:45", "2024.05.01 13:45:00", "2024年5月1日 13:45",
     "20240501134500", "2024-05-01T05:45:00Z", "2024-05-01 13:45:00+08:00", "1714542300000",

@@ -161,8 +161,36 @@ def test_retried_order_event_with_a_new_message_id_is_not_double_counted(post_se
     body = {"userId": "b", "event": "Order Completed", "properties": {"order_id": "X1", "total": 10}}
     post_segment("/v1/track", {**body, "messageId": "a"})
     post_segment("/v1/track", {**body, "messageId": "b"})
-    assert Order.objects.count() == 1
-    assert find_person(Lookup("user_id", "b")).order_count == 1
+    # Sent again with another total, and twice in one batch: still the one order of 10.
+    again = {**body, "properties": {"order_id": "X1", "total": 999}}
+    post_segment("/v1/batch", {"batch": [{**again, "type": "track", "messageId": "c"},
+                                         {**body, "type": "track", "messageId": "d",
+                                          "properties": {"order_id": "X2", "total": 5}},
+                                         {**body, "type": "track", "messageId": "e",
+                                          "properties": {"order_id": "X2", "total": 7}}]})
+    assert sorted(Order.objects.values_list("external_id", "amount")) == [("X1", 10), ("X2", 5)]
+    assert find_person(Lookup("user_id", "b")).order_count == 2
+    # Analytics count events: each order is there once, with its first total.
+    events = get_store().cursor().execute(
+        "SELECT order_id, revenue, message_id FROM events WHERE event = 'Order Completed' ORDER BY order_id").fetchall()
+    assert events == [("X1", 10, "a"), ("X2", 5, "d")]
+
+
+def test_an_order_names_its_currency_by_code_or_usual_alias_and_nothing_else(post_segment):
+    def order(n: int, currency):
+        return post_segment("/v1/track", {"userId": "c", "event": "Order Completed", "messageId": f"cur{n}",
+                                          "properties": {"order_id": f"C{n}", "total": 1, "currency": currency}})
+
+    for n, currency in enumerate(["usd", " rmb ", "¥", "HKD", "cnh"]):
+        assert order(n, currency).status_code == 200
+    assert list(Order.objects.order_by("external_id").values_list("currency", flat=True)) == [
+        "USD", "CNY", "CNY", "HKD", "CNH"]
+    for n, currency in enumerate(["XYZ", "renminbi", 156, ["CNY"]], start=10):
+        bad = order(n, currency)
+        assert bad.status_code == 400, currency
+        assert bad.json()["field"] == "properties.currency"
+        assert "ISO 4217" in bad.json()["error"]
+    assert Order.objects.count() == 5
 
 
 def test_first_touch_channel_and_utm_are_kept(post_segment):

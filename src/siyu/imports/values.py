@@ -17,6 +17,7 @@ from django.utils.translation import gettext as _
 
 from siyu.customers.profile import GENDERS
 from siyu.imports.errors import ValueProblem
+from siyu.orders.currency import currency_code
 
 MAX_AMOUNT = Decimal("1e12")
 MIN_PLACED_AT = datetime(2000, 1, 1, tzinfo=UTC)
@@ -32,10 +33,6 @@ _COMPACT_RE = re.compile(r"^(\d{4})(\d{2})(\d{2})(?:[ T]?(\d{2})(\d{2})(\d{2}))?
 _MONTH_DAY_RE = re.compile(r"^(\d{1,2})\s*[-/.月]\s*(\d{1,2})\s*日?$")
 _THOUSANDS_RE = re.compile(r"^\d{1,3}(,\d{3})+(\.\d+)?$")
 _MONEY_NOISE_RE = re.compile(r"(?i)(¥|￥|\$|元|rmb|cny|\s)")
-_CURRENCY_ALIASES = {
-    "¥": "CNY", "￥": "CNY", "元": "CNY", "人民币": "CNY", "RMB": "CNY",
-    "$": "USD", "US$": "USD", "美元": "USD", "HK$": "HKD", "港币": "HKD", "港元": "HKD",
-}
 UNKNOWN_GENDERS = {"unknown", "u", "0", "未知", "保密", "其他", "other", "-"}
 
 COMPLETED, REFUNDED, PARTIALLY_REFUNDED = "completed", "refunded", "partially_refunded"
@@ -127,9 +124,9 @@ def _from_text(raw: str) -> Decimal:
 
 def parse_currency(value: Any) -> str:
     raw = text(value)
-    code = _CURRENCY_ALIASES.get(raw, _CURRENCY_ALIASES.get(raw.upper(), raw.upper()))
-    if not re.fullmatch(r"[A-Z]{3}", code):
-        raise ValueProblem(_("is not a three-letter currency code such as CNY: %(value)r") % {"value": raw[:20]})
+    code = currency_code(raw)
+    if code is None:
+        raise ValueProblem(_("is not a currency code (ISO 4217, such as CNY): %(value)r") % {"value": raw[:20]})
     return code
 
 

@@ -23,7 +23,7 @@ from siyu.customers.identity import Resolver
 from siyu.customers.profile import ProfileFold, ProfileUpdate
 from siyu.ingest.messages import Message
 from siyu.ingest.models import IntakePosition
-from siyu.orders.actions import OrderFact, RefundFact, record_orders, record_refunds
+from siyu.orders.actions import OrderFact, RefundFact, known_orders, record_orders, record_refunds
 from siyu.wal import WAL
 
 log = logging.getLogger("siyu.ingest")
@@ -186,7 +186,7 @@ def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest"
     ``ActivityFolds`` (live ingestion, where customers come back within the window); False
     writes them with the batch (a bulk load of history, where each customer appears about once
     a window and folding later would only add work)."""
-    fresh = DEDUPE.fresh(items)
+    fresh = _without_repeated_orders(DEDUPE.fresh(items))
     outcome = Outcome(accepted=len(fresh), duplicates=len(items) - len(fresh))
     if not fresh:
         if intake is not None:
@@ -232,6 +232,27 @@ def process(items: list[tuple[int | None, Message]], actor_label: str = "ingest"
     if fold_later:
         ACTIVITY.recorded(store)
     return outcome
+
+
+def _without_repeated_orders(items: list[tuple[int | None, Message]]) -> list[tuple[int | None, Message]]:
+    """``items`` less each ``Order Completed`` of an order already recorded (or earlier in
+    ``items``): an order is one fact however often it is reported. A shop that sends the event
+    again under a new message id (its own retry, a re-sent day) would otherwise count the order
+    and its revenue again in every metric, while the order itself is recorded once. Such a
+    message is a duplicate, like one whose message id was seen."""
+    ids = [m.order.order_id for _s, m in items if m.order is not None and m.order.kind == "completed"]
+    if not ids:
+        return items
+    taken = known_orders(ids)
+    kept = []
+    for item in items:
+        order = item[1].order
+        if order is not None and order.kind == "completed":
+            if order.order_id in taken:
+                continue
+            taken.add(order.order_id)
+        kept.append(item)
+    return kept
 
 
 def _evidence(source_id: int | None, m: Message) -> dict:

@@ -25,6 +25,7 @@ from siyu.ingest.messages import (
     scrub,
     touch_from,
 )
+from siyu.orders.currency import currency_code
 from siyu.privacy.crypto import InvalidValue
 
 TYPES = ("identify", "track", "page", "screen", "group", "alias")
@@ -110,7 +111,11 @@ def _order(event: str, props: dict[str, Any]) -> OrderInfo | None:
     if kind == "completed" and amount_raw is None:
         raise MessageError("properties.total", "Order Completed needs total (or revenue)")
     amount = parse_money(amount_raw, "properties.total") if amount_raw is not None else None
-    currency = str(props.get("currency") or "CNY").upper()[:3]
+    currency = "CNY"
+    if props.get("currency") not in (None, ""):
+        currency = currency_code(props["currency"]) if isinstance(props["currency"], str) else None
+        if currency is None:
+            raise MessageError("properties.currency", "is not a currency code (ISO 4217, such as CNY)")
     products = props.get("products") if isinstance(props.get("products"), list) else []
     return OrderInfo(order_id=str(order_id)[:100], kind=kind, amount=amount, currency=currency,
                      coupon=str(props.get("coupon") or "")[:64], items=scrub(products)[:200])

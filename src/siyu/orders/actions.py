@@ -40,13 +40,20 @@ def record_orders(facts: Iterable[OrderFact]) -> tuple[list[str], list[str]]:
     request, a re-imported file) is recorded once.
     """
     facts = list({f.external_id: f for f in facts}.values())
-    known = set(
-        Order.objects.filter(external_id__in=[f.external_id for f in facts]).values_list("external_id", flat=True)
-    )
+    known = known_orders(f.external_id for f in facts)
     new = [f for f in facts if f.external_id not in known]
     _insert(new)
     refresh_order_stats({f.person_id for f in new})
     return [f.external_id for f in new], sorted(known)
+
+
+def known_orders(external_ids: Iterable[str]) -> set[str]:
+    """Which of these order ids are recorded already."""
+    ids = list(set(external_ids))
+    known: set[str] = set()
+    for i in range(0, len(ids), 900):  # SQLite's limit on a statement's parameters
+        known.update(Order.objects.filter(external_id__in=ids[i : i + 900]).values_list("external_id", flat=True))
+    return known
 
 
 _INSERTED = ("external_id", "person", "placed_at", "amount", "refunded_amount", "currency", "status", "channel",
