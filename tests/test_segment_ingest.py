@@ -91,6 +91,9 @@ def test_batch_with_one_bad_message_keeps_the_good_ones_and_dead_letters_the_bad
         ({"userId": {"a": 1}, "event": "A"}, 400, "string or number"),
         ({"userId": "u", "event": "A", "timestamp": "yesterday"}, 400, "ISO-8601"),
         ({"userId": "u", "event": "A", "properties": [1]}, 400, "properties"),
+        ({"userId": 123, "event": 456}, 400, "event: must be a string, not a number"),
+        ({"userId": "u", "event": ["A"]}, 400, "event: must be a string, not an array"),
+        ({"userId": "u", "event": " "}, 400, "event: track needs an event name"),
     ],
 )
 def test_bad_single_messages_are_refused_with_the_reason(post_segment, body, status, needle):
@@ -98,6 +101,15 @@ def test_bad_single_messages_are_refused_with_the_reason(post_segment, body, sta
     assert r.status_code == status
     assert needle in r.json()["error"]
     assert events() == []
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({"previousId": "x"}, "userId"), ({"userId": "u"}, "previousId"), ({"anonymousId": "a", "previousId": "x"}, "userId"),
+])
+def test_an_alias_names_the_id_it_lacks(post_segment, body, field):
+    r = post_segment("/v1/alias", body)
+    assert (r.status_code, r.json()["field"]) == (400, field)
+    assert r.json()["error"] == f"{field}: alias needs both userId and previousId"
 
 
 def test_unknown_write_key_is_401(client, source):

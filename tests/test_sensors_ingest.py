@@ -194,6 +194,27 @@ def test_unknown_project_is_401_with_the_reason(client, sensors_source):
     r = client.post("/sa?project=nope", {"data_list": encode([])})
     assert r.status_code == 401
     assert "nope" in r.json()["error"]
+    r = client.post("/sa", {"data_list": encode([])})
+    assert r.status_code == 401
+    assert r.json()["error"].startswith("the project parameter (or token) is missing")
+
+
+def test_a_data_list_that_is_not_a_list_is_400(client, sensors_source):
+    r = client.post("/sa?project=miniapp", {"data_list": encode({"distinct_id": "d1", "type": "track", "event": "A"})})
+    assert (r.status_code, r.json()["field"]) == (400, "data_list")
+    assert "must be a JSON array" in r.json()["error"]
+    assert stored() == []
+
+
+@pytest.mark.parametrize(("time", "needle"), [
+    (T0 // 1000, "is before the year 2000 (Sensors' time is epoch milliseconds"),
+    ("yesterday", "not an ISO-8601 time: 'yesterday' (Sensors' time is epoch milliseconds"),
+])
+def test_a_bad_time_says_it_is_epoch_milliseconds(client, sensors_source, time, needle):
+    record = {"distinct_id": "d1", "type": "track", "event": "A", "time": time}
+    r = client.post("/sa?project=miniapp", {"data": encode(record)})
+    assert (r.status_code, r.json()["field"]) == (400, "time")
+    assert needle in r.json()["error"]
 
 
 @pytest.mark.parametrize(

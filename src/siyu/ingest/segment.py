@@ -48,6 +48,15 @@ def _object(raw: dict, key: str) -> dict[str, Any]:
     return value
 
 
+def _json_type(value: Any) -> str:
+    """How JSON names the type of ``value`` (for messages about a wrong one)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    return {dict: "an object", list: "an array"}.get(type(value), "a string")
+
+
 def _claim(kind: str, value: Any, field: str) -> Claim:
     try:
         return make_claim(kind, value)
@@ -86,7 +95,9 @@ def _ids(raw: dict, msg_type: str, traits: dict[str, Any]) -> tuple[list[Claim],
         claims.append(_claim("user_id", user_id, "userId"))
     if msg_type == "alias":
         previous = raw.get("previousId")
-        if previous in (None, "") or not claims:
+        if not claims:
+            raise MessageError("userId", "alias needs both userId and previousId")
+        if previous in (None, ""):
             raise MessageError("previousId", "alias needs both userId and previousId")
         kind = "user_id" if raw.get("previousIdKind") == "user_id" else "anonymous_id"
         claims.append(_claim(kind, previous, "previousId"))
@@ -144,7 +155,9 @@ def parse(raw: Any, received_at: datetime, *, msg_type: str | None = None,
     event = None
     if msg_type == "track":
         event = raw.get("event")
-        if not isinstance(event, str) or not event.strip():
+        if event is not None and not isinstance(event, str):
+            raise MessageError("event", f"must be a string, not {_json_type(event)}")
+        if event is None or not event.strip():
             raise MessageError("event", "track needs an event name")
         if len(event) > MAX_EVENT_NAME:
             raise MessageError("event", f"longer than {MAX_EVENT_NAME} characters")

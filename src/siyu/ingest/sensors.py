@@ -149,6 +149,15 @@ def _check_profile_values(op: str | None, values: dict[str, Any]) -> None:
             raise MessageError(f"properties.{key}", "profile_append needs a list")
 
 
+def _time(value: Any, received_at: datetime) -> datetime:
+    try:
+        return check_time(parse_time(value, "time"), received_at, "time")
+    except MessageError as exc:
+        # Seconds instead of milliseconds is the usual mistake: it reads as January 1970.
+        raise MessageError("time", f"{exc.reason} (Sensors' time is epoch milliseconds, such as 1767225600000)"
+                           ) from None
+
+
 def parse(raw: Any, received_at: datetime) -> Message:
     """Validate one Sensors record; raises ``MessageError`` naming the bad field."""
     if not isinstance(raw, dict):
@@ -161,8 +170,7 @@ def parse(raw: Any, received_at: datetime) -> Message:
     if not isinstance(properties, dict):
         raise MessageError("properties", "must be an object")
     claims, distinct = _claims(raw, properties)
-    timestamp = received_at if raw.get("time") is None else check_time(parse_time(raw["time"], "time"),
-                                                                      received_at, "time")
+    timestamp = received_at if raw.get("time") is None else _time(raw["time"], received_at)
     event, order, op = None, None, PROFILE_OPS.get(rtype)
     plain: dict[str, Any] = {}
     pii: dict[str, str] = {}

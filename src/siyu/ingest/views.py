@@ -152,7 +152,10 @@ def _sensors_payload(request: HttpRequest) -> tuple[Any, str]:
     params = _sensors_form(request)
     gzipped = params.get("gzip") == "1"
     if params.get("data_list"):
-        return sensors.decode_payload(params["data_list"], gzipped, settings.SIYU_MAX_BATCH_BYTES), "data_list"
+        payload = sensors.decode_payload(params["data_list"], gzipped, settings.SIYU_MAX_BATCH_BYTES)
+        if not isinstance(payload, list):
+            raise MessageError("data_list", "must be a JSON array of records (send one record as data)")
+        return payload, "data_list"
     if params.get("data"):
         return sensors.decode_payload(params["data"], gzipped, settings.SIYU_MAX_BATCH_BYTES), "data"
     raise MessageError("data", "form field data or data_list is required")
@@ -168,6 +171,8 @@ def sensors_endpoint(request: HttpRequest) -> JsonResponse:
         return _error(413, f"body of {length} bytes is over the {settings.SIYU_MAX_BATCH_BYTES}-byte limit")
     project = request.GET.get("project") or request.GET.get("token") or ""
     source_id = source_for_key(request.GET.get("token")) or _sensors_source(project)
+    if source_id is None and not project:
+        return _error(401, "the project parameter (or token) is missing: post to /sa?project=<source name>")
     if source_id is None:
         return _error(401, f"no Sensors source named {project!r} (create one with `siyu source create NAME --kind sensors`)")
     try:
