@@ -271,7 +271,7 @@ def test_duplicate_order_ids_within_one_file_are_refused(tmp_path):
     result = import_file(ACTOR, "orders", write(tmp_path, "orders.csv", text))
 
     assert (result["accepted"], result["rejected"]) == (1, 1)
-    assert result["errors"] == [{"row": 3, "field": "order_id", "column": "",
+    assert result["errors"] == [{"row": 3, "field": "order_id", "column": "order_id",
                                  "reason": "order D1 already appears in row 2 of this file"}]
     assert Order.objects.get().amount == Decimal("1.00")
 
@@ -308,6 +308,32 @@ def test_customer_column_takes_a_kind_option_or_a_kind_prefix(tmp_path):
     assert result["accepted"] == 2
     assert Order.objects.get(external_id="K1").person_id == person("phone", "+8613800000009").pk
     assert Order.objects.get(external_id="K2").person_id == person("user_id", "u-9").pk
+
+
+def test_an_unknown_kind_before_a_colon_is_refused_not_read_as_a_member_number(tmp_path):
+    text = "order_id,customer_id,placed_at,amount\nQ1,qq:1,2024-05-01,1\nQ2,VIP:7,2024-05-01,2\n"
+
+    result = import_file(ACTOR, "orders", write(tmp_path, "orders.csv", text))
+
+    assert (result["accepted"], result["rejected"]) == (1, 1)
+    error = result["errors"][0]
+    assert (error["row"], error["field"], error["column"]) == (2, "customer", "customer_id")
+    assert error["reason"].startswith("'qq' before the colon is not a kind of id (")
+    assert "customer_member_no" in error["reason"]
+    assert Order.objects.get(external_id="Q2").person_id == person("member_no", "VIP:7").pk  # not a kind's spelling
+    # Mapped to a field that names the kind, the whole cell is the id.
+    again = import_file(ACTOR, "orders", write(tmp_path, "o2.csv", text), mapping={"customer_id": "customer_member_no"})
+    assert again["accepted"] == 1 and person("member_no", "qq:1") is not None
+
+
+def test_refund_errors_name_their_column(tmp_path):
+    text = ("order_id,member_no,placed_at,amount,status,退款金额\n"
+            "P1,M1,2024-05-01,100,部分退款,\nP2,M1,2024-05-01,100,completed,200\n")
+
+    result = import_file(ACTOR, "orders", write(tmp_path, "orders.csv", text))
+
+    assert [(e["row"], e["field"], e["column"]) for e in result["errors"]] == [
+        (2, "refund_amount", "退款金额"), (3, "refund_amount", "退款金额")]
 
 
 def test_refunded_orders_are_refunded_once_and_move_forward_on_reimport(tmp_path):
@@ -503,7 +529,7 @@ def test_xlsx_merged_cells_reject_the_rows_they_cover(tmp_path):
         ["order_id", "member_no", "placed_at", "amount"],
         ["E1", "M1", "2024-05-01", 1],
         ["E2", "M1", "2024-05-01", 2],
-        ["E3", None, "2024-05-01", 3],
+        ["E3", None, "2024-05-01", "three"],
         ["E4", "M2", "2024-05-01", 4],
     ], merge=["B3:B4"])
 
@@ -511,8 +537,10 @@ def test_xlsx_merged_cells_reject_the_rows_they_cover(tmp_path):
 
     assert (result["accepted"], result["rejected"]) == (2, 2)
     reason = "cell B3 is part of the merged cells B3:B4; unmerge them and fill in the value on every row"
+    # The row's other bad cell is reported too: one pass finds every error.
     assert result["errors"] == [{"row": 3, "field": "customer_member_no", "column": "member_no", "reason": reason},
-                                {"row": 4, "field": "customer_member_no", "column": "member_no", "reason": reason}]
+                                {"row": 4, "field": "customer_member_no", "column": "member_no", "reason": reason},
+                                {"row": 4, "field": "amount", "column": "amount", "reason": "is not a number: 'three'"}]
     assert sorted(Order.objects.values_list("external_id", flat=True)) == ["E1", "E4"]
 
 

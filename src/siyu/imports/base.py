@@ -91,13 +91,18 @@ class Importer(Protocol):
 
 def read_cells(row: SheetRow, columns: ColumnMap, read: Callable[[str, Any], None],
                errors_of: tuple[type[Exception], ...]) -> list[RowError]:
-    """Feed each non-empty mapped cell to ``read``; collect one error per bad cell."""
+    """Feed each non-empty mapped cell to ``read``; collect one error per bad cell (the row's
+    problems from the reader, such as a merged cell, then the other cells' own), so one pass
+    finds them all."""
     errors = [RowError(row.number, _problem_field(columns, col), reason,
                        columns.headers[col] if col is not None else "")
               for col, reason in row.problems]
-    if errors:
+    unread = {col for col, _reason in row.problems}
+    if None in unread:  # the row as a whole is wrong (too many or too few cells): its cells may not line up
         return errors
     for index, fname in columns.fields.items():
+        if index in unread:
+            continue
         value = row.cells[index]
         if value is None or (isinstance(value, str) and not value.strip()):
             continue

@@ -6,6 +6,7 @@ order is ever dropped for want of a profile (docs/imports.md says so).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
@@ -34,6 +35,7 @@ from siyu.orders.models import Order
 from siyu.privacy.crypto import InvalidValue
 
 REQUIRED = ("order_id", "placed_at", "amount")
+_KIND_LIKE = re.compile(r"[a-z][a-z_]{1,19}")  # how a kind of id is written before KIND:VALUE's colon
 CUSTOMER_FIELDS = ("customer", *(f"customer_{k}" for k in ID_KINDS))
 MAX_ORDER_ID = 100
 MAX_LABEL = 64
@@ -114,6 +116,12 @@ class OrderImporter:
         kind, sep, value = raw.partition(":")
         if sep and kind in ID_KINDS:
             return make_claim(kind, value)
+        if sep and _KIND_LIKE.fullmatch(kind):
+            # ``qq:1`` or ``mobile:138…`` meant a kind; taken as a member number it would make a
+            # new customer of every row.
+            raise ValueProblem(_("%(kind)r before the colon is not a kind of id (%(kinds)s); map the column to"
+                                 " customer_%(default)s to read the whole cell as that id")
+                               % {"kind": kind, "kinds": ", ".join(ID_KINDS), "default": self.customer_kind})
         return make_claim(self.customer_kind, raw)
 
     def _completeness(self, number: int, got: dict[str, Any], claims: list[Claim], failed: set[str],
@@ -127,12 +135,14 @@ class OrderImporter:
         first = self.seen.get(got.get("order_id", ""))
         if first is not None:
             errors.append(RowError(number, "order_id", _("order %(id)s already appears in row %(row)d of this file")
-                                   % {"id": got["order_id"], "row": first}))
+                                   % {"id": got["order_id"], "row": first}, _header(columns, "order_id")))
         status, refund = got.get("status"), got.get("refund_amount")
         if "amount" in got and refund is not None and refund > got["amount"]:
-            errors.append(RowError(number, "refund_amount", _("is larger than the order amount")))
+            errors.append(RowError(number, "refund_amount", _("is larger than the order amount"),
+                                   _header(columns, "refund_amount")))
         if status == values.PARTIALLY_REFUNDED and refund is None:
-            errors.append(RowError(number, "refund_amount", _("is empty; a partially refunded order needs it")))
+            errors.append(RowError(number, "refund_amount", _("is empty; a partially refunded order needs it"),
+                                   _header(columns, "refund_amount") or _header(columns, "status")))
         return errors
 
     # -- writing -------------------------------------------------------------
