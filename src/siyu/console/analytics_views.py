@@ -28,7 +28,7 @@ from siyu.analytics.engine import EventStoreBusy
 from siyu.analytics.models import Dashboard, Insight
 from siyu.analytics.queries import REGISTRY, QueryError, run_query
 from siyu.analytics.queries.base import ResultBase, today
-from siyu.console import queries
+from siyu.console import labels, queries
 from siyu.console.analytics_forms import (
     DashboardForm,
     InsightForm,
@@ -140,13 +140,14 @@ def overview_card(request: HttpRequest, metric: str) -> HttpResponse:
     if not form.is_valid():
         return HttpResponse(_("Invalid date range."), status=400)
     context: dict[str, Any] = {"metric": metric, "label": str(charts.OVERVIEW_METRICS[metric])}
+    body = overview_body(form)
     try:
         # Every card asks for the whole overview: the first request computes it once (one
         # query sharing its scans), the other seven wait for it and read the cached answer.
-        result = run(overview_body(form))
+        result = run(body)
     except (QueryError, EventStoreBusy) as exc:
         return render(request, "console/analytics/_card_error.html", {**context, "error": failure(exc)})
-    card = charts.overview_card(result, metric)
+    card = charts.overview_card(labels.label_breakdowns(body, result), metric)
     return render(request, "console/analytics/_overview_card.html",
                   {**context, "card": card, "spec": charts.spec(card.chart), "spec_id": f"spec-{metric}"})
 
@@ -265,7 +266,7 @@ def answer(body: dict[str, Any], *, people_link: bool = True) -> dict[str, Any]:
         result = run(body)
     except (QueryError, EventStoreBusy) as exc:
         return {"error": failure(exc)}
-    figures = charts.figures_for(result)
+    figures = charts.figures_for(labels.label_breakdowns(body, result))
     drops = []
     if people_link and result.kind == "funnel":
         drops = dropped_links(body, result)

@@ -23,6 +23,7 @@ from django.utils.translation import gettext as _
 from siyu.analytics.engine import EventStoreBusy, get_store
 from siyu.analytics.engines import get_engine
 from siyu.analytics.queries.base import AGE_BANDS
+from siyu.console import labels
 from siyu.console.queries import customers
 from siyu.customers.models import Person
 from siyu.segments import queries
@@ -209,7 +210,9 @@ def value_label(field: str, value: Any) -> str:
     if field in kinds and isinstance(value, str):
         return queries.label(kinds[field], value, language())
     if field == "gender":
-        return {"male": _("Male"), "female": _("Female")}.get(value, str(value))
+        return labels.gender_label(value)
+    if field == "acquisition_channel" and isinstance(value, str):
+        return labels.channel_label(value)
     return str(value)
 
 

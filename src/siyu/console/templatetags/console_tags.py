@@ -11,6 +11,7 @@ from django import template
 from django.conf import settings
 from django.utils.translation import gettext as _
 
+from siyu.console import labels
 from siyu.console.explanations import kind_label as _kind_label
 
 register = template.Library()
@@ -56,7 +57,24 @@ def compact_json(value: Any, limit: int = 300) -> str:
 
 @register.filter
 def channel_label(channel: str | None) -> str:
-    return channel or _("Unknown")
+    """A channel code's label ("Unknown" for none); a code we do not know as sent."""
+    return labels.channel_label(channel)
+
+
+@register.filter
+def trait_label(key: str) -> str:
+    return labels.trait_label(key)
+
+
+@register.filter
+def trait_value(value: Any, key: str) -> Any:
+    return labels.trait_value(key, value)
+
+
+@register.filter
+def reason_label(reason: str | None) -> str:
+    """A stored (English) rejection reason in the reader's language."""
+    return labels.reason_label(reason)
 
 
 @register.filter
@@ -75,12 +93,13 @@ TOUCH_KEYS = ("channel", "utm_source", "utm_medium", "utm_campaign", "store", "q
 def touch_items(touch: dict | None) -> list[tuple[str, Any]]:
     """A touch's attribution facts in a fixed order, with translated names."""
     touch = touch or {}
-    labels = {
+    names = {
         "channel": _("Channel"), "utm_source": "utm_source", "utm_medium": "utm_medium",
         "utm_campaign": "utm_campaign", "store": _("Store"), "qr_scene": _("QR code scene"),
         "referrer": _("Referral code"),
     }
-    return [(labels[k], touch[k]) for k in TOUCH_KEYS if touch.get(k)]
+    return [(names[k], labels.channel_label(touch[k]) if k == "channel" else touch[k])
+            for k in TOUCH_KEYS if touch.get(k)]
 
 
 @register.filter
