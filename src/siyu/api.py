@@ -2,12 +2,45 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 from django.db import DataError
 from django.http import HttpRequest
-from ninja import NinjaAPI
+from ninja import NinjaAPI, security
 from ninja.errors import AuthenticationError, HttpError, ValidationError
+from pydantic import Field
 
 from siyu.accounts.auth import api_auth
+from siyu.db import MAX_INT
+
+# -- bounded integers ----------------------------------------------------------------------------
+# Every integer a caller sends that reaches a database (an offset, an id in a body) is bounded
+# here, once: a number past what the databases store (SQLite, PostgreSQL and DuckDB integers are
+# signed 64-bit) is a 422 naming the field, never a 500. The CLI checks the same bounds
+# (``siyu.cli``; a test compares them).
+
+#: A position in a list (``offset``): 0 or more.
+Offset = Annotated[int, Field(ge=0, le=MAX_INT)]
+#: The number of a stored row (a customer number, a segment id) given in a body.
+RowId = Annotated[int, Field(ge=1, le=MAX_INT)]
+
+
+class SessionAuth(security.SessionAuth):
+    """The console's session cookie, CSRF-checked as ninja does, but only when the request carries
+    the cookie: a request without it (a script with no or a wrong token) has no ambient
+    credential to forge, and gets the documented 401 rather than a 403 about CSRF."""
+
+    def _get_key(self, request: HttpRequest) -> str | None:
+        if self.param_name not in request.COOKIES:
+            return None
+        return super()._get_key(request)
+
+
+def _auth() -> list:
+    # Same callbacks as ``api_auth`` (bearer token first, then the session), with the session's
+    # CSRF check applied only to requests that carry a session cookie.
+    return [SessionAuth() if isinstance(a, security.SessionAuth) else a for a in api_auth()]
+
 
 api = NinjaAPI(
     title="siyu API",
@@ -15,7 +48,7 @@ api = NinjaAPI(
     description="Customer data, identity and ingestion management for siyu. "
     "Authenticate with `Authorization: Bearer <token>` (create one with `siyu token create`). "
     "Event ingestion uses write keys on /v1/* (Segment) and /sa (Sensors), documented in docs/ingestion.md.",
-    auth=api_auth(),
+    auth=_auth(),
     urls_namespace="api",
 )
 
@@ -35,6 +68,23 @@ def _field(error: dict) -> str:
     if error.get("type") == "union_tag_invalid":
         loc.append("kind")
     return ".".join(loc)
+
+
+@api.exception_handler(HttpError)
+def http_error(request: HttpRequest, exc: HttpError):
+    # ninja answers 400 "Cannot parse request body" to a body that is not JSON; the API's rule
+    # for bad input is 422 naming the field (docs/api.md, "Errors").
+    if exc.status_code == 400 and str(exc).startswith("Cannot parse request body"):
+        errors = [{"field": "body", "reason": _parse_failure(exc.__cause__)}]
+        return api.create_response(request, {"error": "invalid request", "errors": errors}, status=422)
+    return api.create_response(request, {"detail": str(exc)}, status=exc.status_code)
+
+
+def _parse_failure(cause: BaseException | None) -> str:
+    lineno, colno, msg = (getattr(cause, name, None) for name in ("lineno", "colno", "msg"))
+    if msg and lineno is not None:
+        return f"not valid JSON: {msg} at line {lineno} column {colno}"
+    return "not valid JSON"
 
 
 @api.exception_handler(AuthenticationError)

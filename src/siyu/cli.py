@@ -10,6 +10,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from siyu.db import MAX_INT, row_number
+
 
 class CliError(Exception):
     """A user error: printed without a traceback, exit status 2."""
@@ -134,6 +136,8 @@ def cmd_import(args: argparse.Namespace) -> None:
         if not sep:
             raise CliError(f"--map takes COLUMN=FIELD, got {item!r}")
         mapping[column] = field
+    if os.path.isdir(args.file):
+        raise CliError(f"{args.file} is a directory, not a file: give the CSV or Excel file to import")
     try:
         result = import_file(cli_actor(), args.kind, args.file, mapping=mapping, dry_run=args.dry_run,
                              sheet=args.sheet, customer_kind=args.customer_kind)
@@ -155,6 +159,9 @@ def _human_import(r: dict) -> str:
 def _lookup(text: str):
     from siyu.customers import queries
 
+    kind, sep, value = text.partition(":")
+    if sep and kind and not value.strip():
+        raise CliError(f"{text!r}: the value after {kind + ':'!r} is empty (e.g. phone:13800138000)")
     try:
         return queries.find_person(queries.Lookup.parse(text))
     except ValueError as exc:
@@ -375,14 +382,53 @@ class _Parser(argparse.ArgumentParser):
             print(json.dumps({"error": f"{self.prog}: {message}"}, ensure_ascii=False))
         super().error(message)
 
-def _non_negative(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a whole number: {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more")
-    return value
+
+# -- bounded numbers -----------------------------------------------------------
+# Every number an option takes is checked while parsing, against the same bounds as the API
+# (``siyu.db.MAX_INT``, its 1–500 pages; a test compares them): a bad one is
+# "argument --offset: …" with exit status 2 (and {"error": …} with --json), never a traceback.
+PAGE_SIZE = (1, 500)  # rows a list command shows at once, as the API's ``limit``
+MAX_HOURS = 24 * 366 * 100  # a look-back of a century
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 40 else text[:37] + "...")
+
+
+def bounded(low: int, high: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number from ``low`` to ``high``, or an error saying so."""
+
+    def whole_number(text: str) -> int:
+        body = text.strip()
+        digits = body[1:] if body[:1] in ("+", "-") else body
+        if not (digits.isdecimal() and digits.isascii()):
+            raise argparse.ArgumentTypeError(f"not a whole number: {_shown(text)}")
+        # Past 30 digits a number is beyond every bound here (and int() refuses 4300 digits).
+        value = int(body) if len(digits) <= 30 else None
+        if value is None or not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"must be a whole number from {low} to {high}, not {_shown(text)}")
+        return value
+
+    return whole_number
+
+
+offset = bounded(0, MAX_INT)
+page_size = bounded(*PAGE_SIZE)
+hours = bounded(0, MAX_HOURS)
+
+
+def customer_ref(text: str) -> str:
+    """``--customer``: a customer number (1 to MAX_INT) or KIND:VALUE, left for the command to look up."""
+    if text.strip().isdigit() and row_number(text) is None:
+        raise argparse.ArgumentTypeError(f"a customer number runs from 1 to {MAX_INT}, not {_shown(text)}"
+                                         " (or give KIND:VALUE, e.g. phone:13800138000)")
+    return text
+
+
+def _non_empty(text: str) -> str:
+    if not text.strip():
+        raise argparse.ArgumentTypeError("must not be empty")
+    return text
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -401,13 +447,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     def server_args(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--host", default="127.0.0.1")
-        sp.add_argument("--port", type=int, default=8000)
-        sp.add_argument("--threads", type=int, default=16, help="request threads (default 16)")
+        sp.add_argument("--port", type=bounded(1, 65535), default=8000)
+        sp.add_argument("--threads", type=bounded(1, 1000), default=16, help="request threads (default 16)")
 
     server_args(add("serve", cmd_serve, "Serve the console, REST API and ingestion endpoints.", json_flag=False))
     demo = add("demo", cmd_demo, "Build the demo brand (then serve unless --no-serve).")
     demo.add_argument("--customers", type=int, default=20_000, help="customers to generate (default 20000)")
-    demo.add_argument("--seed", type=int, default=7)
+    demo.add_argument("--seed", type=bounded(0, MAX_INT), default=7)
     demo.add_argument("--no-serve", action="store_true", help="build and exit")
     demo.add_argument("--fresh", action="store_true", help="wipe this data folder's database and events first")
     server_args(demo)
@@ -435,8 +481,8 @@ def build_parser() -> argparse.ArgumentParser:
     ls = add("list", cmd_customer_list, "List or search customers.", parent=cust)
     ls.add_argument("--q", help="an exact id value or KIND:VALUE")
     ls.add_argument("--channel", help="acquisition channel")
-    ls.add_argument("--limit", type=_non_negative, default=50)
-    ls.add_argument("--offset", type=_non_negative, default=0)
+    ls.add_argument("--limit", type=page_size, default=50, help="customers to show, 1 to 500 (default 50)")
+    ls.add_argument("--offset", type=offset, default=0)
     mg = add("merges", cmd_customer_merges, "Explain why a profile is one person.", parent=cust)
     mg.add_argument("id", metavar="KIND:VALUE")
 
@@ -448,7 +494,7 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="API tokens.").add_subparsers(dest="sub", required=True)
     tc = add("create", cmd_token_create, "Create an API token for a user.", parent=token)
     tc.add_argument("username")
-    tc.add_argument("--name", default="cli")
+    tc.add_argument("--name", type=_non_empty, default="cli", help="a label for the token (default cli)")
 
     from siyu.analytics.queries import kinds as query_kinds
 
@@ -477,7 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from siyu.segments.cli import register as register_segments
 
-    register_segments(sub, add, _non_negative)
+    register_segments(sub, add)
 
     oa = add("openapi", cmd_openapi, "Print the REST API's OpenAPI schema (docs/openapi.json).", json_flag=False)
     oa.add_argument("--output", metavar="FILE", help="write to FILE instead of standard output")

@@ -10,6 +10,20 @@ from typing import Any
 import orjson
 from django.db import connection
 
+# The largest integer an id or an offset may be: SQLite, PostgreSQL and DuckDB integers are signed
+# 64-bit, and a larger one reaching a query is an error of the database, not a "not found". The API
+# (``siyu.api.Offset``/``RowId``), the CLI (``siyu.cli.bounded``) and searches bound numbers by it.
+MAX_INT = 2**63 - 1
+
+
+def row_number(text: str) -> int | None:
+    """``text`` as the number of a stored row (1 to MAX_INT, ASCII digits), else None."""
+    text = text.strip()
+    if not (text.isdecimal() and text.isascii()) or len(text) > 19:
+        return None
+    value = int(text)
+    return value if 1 <= value <= MAX_INT else None
+
 
 def datetime_param() -> Callable[[datetime | None], Any]:
     """A parameter adapter for aware datetimes, equal to ``connection.ops.adapt_datetimefield_value``

@@ -9,7 +9,7 @@ from ninja import Query, Router
 from ninja.errors import HttpError
 
 from siyu.accounts.actor import Actor
-from siyu.api import require
+from siyu.api import Offset, require
 from siyu.customers import queries
 from siyu.customers.actions import resolve_conflict
 from siyu.customers.models import IdentityKind, MergeConflict, Person
@@ -33,7 +33,7 @@ def _actor(request: HttpRequest) -> Actor:
 
 @router.get("", response=PersonPage, summary="List or search customers")
 def list_customers(request: HttpRequest, q: str = "", channel: str = "", limit: int = Query(50, ge=1, le=500),
-                   offset: int = Query(0, ge=0)):
+                   offset: Offset = 0):
     """Search by any exact id value (phone, email, user id, ...), ``kind:value``, or a customer number."""
     require(request, "customers.view_person")
     settle()

@@ -12,6 +12,7 @@ from siyu.analytics.engine import open_store
 from siyu.customers.identity import make_claim
 from siyu.customers.models import Identity, IdentityKind, MergeConflict, Person, PersonMerge
 from siyu.customers.profile import ProfileUpdate, apply_update, read_pii
+from siyu.db import row_number
 from siyu.privacy import crypto
 from siyu.privacy.actions import audit
 from siyu.privacy.masking import mask
@@ -88,8 +89,9 @@ def search(q: str = "", channel: str = "") -> QuerySet[Person]:
         except crypto.InvalidValue:
             continue
     ids = set(Identity.objects.filter(value_hash__in=[h for _k, h in hashes]).values_list("person_id", flat=True))
-    if q.isdigit():
-        ids.add(int(q))
+    number = row_number(q)  # digits past a row number (or "²") are only ever an id value
+    if number is not None:
+        ids.add(number)
     return qs.filter(pk__in={surviving(p).pk for p in Person.objects.filter(pk__in=ids)})
 
 

@@ -9,10 +9,11 @@ from django.http import HttpRequest, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from ninja import File, Form, Query, Router, Status
 from ninja.files import UploadedFile
+from pydantic import Field
 
 from siyu.accounts.actor import Actor
-from siyu.api import require
-from siyu.segments import actions, queries
+from siyu.api import Offset, RowId, require
+from siyu.segments import actions, queries, schemas
 from siyu.segments.models import Segment, Tag, TierSettings
 from siyu.segments.rules import RuleError
 from siyu.segments.schemas import (
@@ -22,7 +23,6 @@ from siyu.segments.schemas import (
     ErrorOut,
     ImportOut,
     MembersOut,
-    PeopleIn,
     RefreshAllOut,
     RefreshOut,
     RuleIn,
@@ -39,6 +39,12 @@ from siyu.segments.schemas import (
 
 router = Router(tags=["segments"])
 tags_router = Router(tags=["tags"])
+
+
+# The tag endpoints' body: each customer number bounded as stored ids are (``siyu.api.RowId``),
+# so a number past them is a 422 naming ``body.customers.N``.
+class PeopleIn(schemas.PeopleIn):
+    customers: list[RowId] = Field(min_length=1, max_length=100_000, description="customer numbers")
 
 
 def _actor(request: HttpRequest) -> Actor:
@@ -157,7 +163,7 @@ def refresh_segment(request: HttpRequest, segment_id: int):
 @router.get("/{segment_id}/members", response=MembersOut,
             summary="Members at the last refresh (personal data masked unless your role may see it)")
 def members(request: HttpRequest, segment_id: int, limit: int = Query(50, ge=1, le=500),
-            offset: int = Query(0, ge=0)):
+            offset: Offset = 0):
     require(request, "segments.view_segment")
     require(request, "customers.view_person")
     segment = get_object_or_404(Segment, pk=segment_id)

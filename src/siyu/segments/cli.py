@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from siyu.cli import CliError, ask_server, emit, json_object
+from siyu.cli import CliError, ask_server, customer_ref, emit, hours, json_object, offset, page_size
 
 
 def _rule(text: str, option: str = "--rule") -> dict[str, Any]:
@@ -310,7 +310,7 @@ RULE_EXAMPLE = ('{"and": [{"type": "event", "event": "Order Completed", "within_
                 '"value": 0.3}]}')
 
 
-def register(sub, add: Callable[..., argparse.ArgumentParser], non_negative: Callable[[str], int]) -> None:
+def register(sub, add: Callable[..., argparse.ArgumentParser]) -> None:
     """Add ``segment`` and ``tag`` to the ``siyu`` parser."""
     seg = sub.add_parser("segment", help="Segments: count, save, refresh, members, persona.").add_subparsers(
         dest="sub", required=True)
@@ -330,11 +330,11 @@ def register(sub, add: Callable[..., argparse.ArgumentParser], non_negative: Cal
     rf.add_argument("segment", nargs="?", metavar="SEGMENT", help="id or key (default: all)")
     mb = add("members", cmd_members, "List a segment's members (as of its last refresh).", parent=seg)
     mb.add_argument("segment", metavar="SEGMENT")
-    mb.add_argument("--limit", type=non_negative, default=50)
-    mb.add_argument("--offset", type=non_negative, default=0)
+    mb.add_argument("--limit", type=page_size, default=50, help="members to show, 1 to 500 (default 50)")
+    mb.add_argument("--offset", type=offset, default=0)
     ch = add("changes", cmd_changes, "Who entered and left a segment recently.", parent=seg)
     ch.add_argument("segment", metavar="SEGMENT")
-    ch.add_argument("--hours", type=non_negative, default=24, help="look back N hours (default 24)")
+    ch.add_argument("--hours", type=hours, default=24, help="look back N hours (default 24)")
     pe = add("persona", cmd_persona, "The make-up and key figures of a segment or a rule.", parent=seg)
     pe.add_argument("segment", nargs="?", metavar="SEGMENT")
     pe.add_argument("--rule", metavar="JSON")
@@ -357,7 +357,7 @@ def register(sub, add: Callable[..., argparse.ArgumentParser], non_negative: Cal
                              ("remove", cmd_tag_remove, "Untag customers.")):
         sp = add(name, func, text, parent=tag)
         sp.add_argument("name")
-        sp.add_argument("--customer", action="append", required=True, metavar="ID",
+        sp.add_argument("--customer", action="append", required=True, metavar="ID", type=customer_ref,
                         help="a customer number or KIND:VALUE (repeat for several)")
     ti = add("import", cmd_tag_import, "Tag the customers a CSV names (customer_id, phone, email, ... column).",
              parent=tag)

@@ -34,6 +34,7 @@ from pydantic import (
 
 from siyu.analytics.queries.base import Filter, Op, check_value
 from siyu.analytics.queries.rfm import EIGHT
+from siyu.db import MAX_INT
 
 # Per-customer attributes a condition may test, with their kind.
 NUMBER, TEXT = "number", "text"
@@ -177,7 +178,7 @@ class SegmentCondition(_Node):
     """The customer is (``in``) or is not (``not_in``) in another segment (by its rule, now)."""
 
     type: Literal["segment"]
-    segment: int = Field(ge=1, description="the segment's id")
+    segment: int = Field(ge=1, le=MAX_INT, description="the segment's id")
     op: Literal["in", "not_in"] = "in"
 
 

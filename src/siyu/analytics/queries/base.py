@@ -20,6 +20,7 @@ from django.conf import settings
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from siyu.analytics.engines import Engine
+from siyu.db import MAX_INT
 
 # Columns of ``events`` a query may filter or break down on; ``properties.<key>``
 # reaches into the event's properties.
@@ -64,6 +65,9 @@ def check_value(op: str, value: Any) -> None:
         raise ValueError(f"`{op}` needs one value (a string or a number)")
     if op in ("gt", "gte", "lt", "lte") and (not isinstance(value, (int, float)) or isinstance(value, bool)):
         raise ValueError(f"`{op}` compares numbers: value must be a number")
+    for v in value if isinstance(value, list) else [value]:
+        if isinstance(v, int) and not -MAX_INT - 1 <= v <= MAX_INT:  # the stores' integers are 64-bit
+            raise ValueError(f"{v} is out of range: whole numbers run from {-MAX_INT - 1} to {MAX_INT}")
 
 
 class Breakdown(BaseModel):
