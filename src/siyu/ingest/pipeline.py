@@ -307,7 +307,7 @@ def _record_orders(fresh: list[tuple[int | None, Message]], person_ids: list[int
         else:
             refunds.append(RefundFact(external_id=m.order.order_id, amount=m.order.amount))
     if completed:
-        record_orders(completed)
+        record_orders(completed, new=True)  # ``_without_repeated_orders`` left only new ones
     return record_refunds(refunds) if refunds else []
 
 

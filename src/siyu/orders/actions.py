@@ -33,14 +33,16 @@ class RefundFact:
     amount: Decimal | None  # None: the whole order
 
 
-def record_orders(facts: Iterable[OrderFact]) -> tuple[list[str], list[str]]:
+def record_orders(facts: Iterable[OrderFact], *, new: bool = False) -> tuple[list[str], list[str]]:
     """Insert orders not seen before; returns (created ids, already-known ids).
 
     Idempotent on ``external_id``: the same order arriving twice (a retried
-    request, a re-imported file) is recorded once.
+    request, a re-imported file) is recorded once. ``new``: the caller has just
+    checked that none is known (``known_orders``), so they are not looked up again;
+    one recorded meanwhile by another process fails the insert (the unique id).
     """
     facts = list({f.external_id: f for f in facts}.values())
-    known = known_orders(f.external_id for f in facts)
+    known = set() if new else known_orders(f.external_id for f in facts)
     new = [f for f in facts if f.external_id not in known]
     _insert(new)
     refresh_order_stats({f.person_id for f in new})
@@ -51,8 +53,8 @@ def known_orders(external_ids: Iterable[str]) -> set[str]:
     """Which of these order ids are recorded already."""
     ids = list(set(external_ids))
     known: set[str] = set()
-    for i in range(0, len(ids), 900):  # SQLite's limit on a statement's parameters
-        known.update(Order.objects.filter(external_id__in=ids[i : i + 900]).values_list("external_id", flat=True))
+    for i in range(0, len(ids), 20_000):  # a group's worth per query, within both databases' limits
+        known.update(Order.objects.filter(external_id__in=ids[i : i + 20_000]).values_list("external_id", flat=True))
     return known
 
 
