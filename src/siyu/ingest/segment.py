@@ -111,6 +111,16 @@ def _ids(raw: dict, msg_type: str, traits: dict[str, Any]) -> tuple[list[Claim],
     return claims, claims[0]
 
 
+def _event_name(event: Any) -> str:
+    if event is not None and not isinstance(event, str):
+        raise MessageError("event", f"must be a string, not {_json_type(event)}")
+    if event is None or not event.strip():
+        raise MessageError("event", "track needs an event name")
+    if len(event) > MAX_EVENT_NAME:
+        raise MessageError("event", f"longer than {MAX_EVENT_NAME} characters")
+    return event
+
+
 def _order(event: str, props: dict[str, Any]) -> OrderInfo | None:
     kind = ORDER_EVENTS.get(event)
     if kind is None:
@@ -154,13 +164,7 @@ def parse(raw: Any, received_at: datetime, *, msg_type: str | None = None,
         raise MessageError("messageId", "must be a non-empty string of at most 200 characters")
     event = None
     if msg_type == "track":
-        event = raw.get("event")
-        if event is not None and not isinstance(event, str):
-            raise MessageError("event", f"must be a string, not {_json_type(event)}")
-        if event is None or not event.strip():
-            raise MessageError("event", "track needs an event name")
-        if len(event) > MAX_EVENT_NAME:
-            raise MessageError("event", f"longer than {MAX_EVENT_NAME} characters")
+        event = _event_name(raw.get("event"))
     elif msg_type in ("page", "screen"):
         name = raw.get("name")
         if name is not None and not isinstance(name, str):
