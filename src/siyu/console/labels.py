@@ -91,9 +91,7 @@ def gender_label(value: Any) -> str:
 
 def trait_value(key: str, value: Any) -> Any:
     """A trait's value as shown: gender's stored codes translated, anything else as sent."""
-    if key == "gender" and isinstance(value, str) and value in GENDERS:
-        return gender_label(value)
-    return value
+    return gender_label(value) if key == "gender" and isinstance(value, str) else value
 
 
 # -- analytics breakdowns ---------------------------------------------------------------------------
