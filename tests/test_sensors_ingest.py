@@ -453,3 +453,19 @@ def test_dead_letter_payloads_are_encrypted(client, sensors_source):
     record = {"distinct_id": "d1", "type": "nope", "properties": {"phone": "13700137000"}}
     client.post("/sa?project=miniapp", {"data": encode(record)})
     assert "13700137000" not in DeadLetter.objects.values_list("payload_enc", flat=True).get()
+
+
+@pytest.mark.parametrize(("record", "message_id"), [
+    ({"distinct_id": "会员-7", "_track_id": 100000009, "time": 1767225600000, "event": "$MPViewScreen", "type": "track"},
+     "sa:8552c1e81c6b1c1c6c6baaadf8341d82"),
+    # No _track_id (profile records): the properties count, whatever order their keys come in.
+    ({"distinct_id": 42, "time": 1767225600000, "type": "profile_set",
+      "properties": {"z": 1.5, "a": {"y": [True, None], "b": "名"}}}, "sa:4e1050d5b4c1553a42be2c7bd446334c"),
+    ({"properties": {"a": {"b": "名", "y": [True, None]}, "z": 1.5}, "type": "profile_set", "time": 1767225600000,
+      "distinct_id": 42}, "sa:4e1050d5b4c1553a42be2c7bd446334c"),
+])
+def test_a_records_message_id_stays_what_earlier_versions_made(record, message_id):
+    # Retries are deduplicated on these ids: an SDK that resends across an upgrade must get the same one.
+    from siyu.ingest.sensors import _message_id
+
+    assert _message_id(record) == message_id

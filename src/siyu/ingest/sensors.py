@@ -131,14 +131,19 @@ def _claims(raw: dict, properties: dict) -> tuple[list[Claim], Claim]:
     return claims, claims[0]
 
 
+# What ``json.dumps(parts, default=str, sort_keys=True)`` uses, made once: json.dumps builds a new
+# encoder on every call with these options (~1.3 of the ~4.3 µs an id cost). The text, and so
+# the id, is unchanged: a record resent across an upgrade is still recognised.
+_ID_BASIS = json.JSONEncoder(default=str, sort_keys=True)
+
+
 def _message_id(raw: dict) -> str:
     track_id = raw.get("_track_id")
     # Profile records carry no _track_id: two calls in the same millisecond differ only by properties.
     parts = [raw.get("distinct_id"), track_id, raw.get("time"), raw.get("event"), raw.get("type")]
     if track_id is None:
         parts.append(raw.get("properties"))
-    basis = json.dumps(parts, default=str, sort_keys=True)
-    return "sa:" + hashlib.sha256(basis.encode()).hexdigest()[:32]
+    return "sa:" + hashlib.sha256(_ID_BASIS.encode(parts).encode()).hexdigest()[:32]
 
 
 def _check_profile_values(op: str | None, values: dict[str, Any]) -> None:
