@@ -445,6 +445,9 @@ def test_an_orders_file_without_required_columns_is_refused_naming_them(tmp_path
         import_file(ACTOR, "orders", path)
 
     assert str(exc.value).startswith("the file has no column for placed_at, customer;")
+    # The message is also the job's record, read from any interface: it names no option's syntax.
+    assert exc.value.needs_mapping and "--map" not in str(exc.value) and "mapping=" not in str(exc.value)
+    assert ImportJob.objects.get().message == str(exc.value)
 
 
 # -- dry run -----------------------------------------------------------------
@@ -655,7 +658,9 @@ def test_cli_refused_file_exits_2_with_the_reason(tmp_path, capsys):
         main(["import", "orders", str(path), "--json"])
 
     assert exc.value.code == 2
-    assert json.loads(capsys.readouterr().out)["error"].startswith("the file has no column for placed_at, amount,")
+    error = json.loads(capsys.readouterr().out)["error"]
+    assert error.startswith("the file has no column for placed_at, amount,")
+    assert error.endswith("Map a column with --map COLUMN=FIELD.")
 
 
 def test_api_upload_imports_and_lists_jobs(api_client, admin_user):

@@ -127,6 +127,8 @@ def cmd_source_list(args: argparse.Namespace) -> None:
 
 # -- imports -----------------------------------------------------------------
 def cmd_import(args: argparse.Namespace) -> None:
+    from django.utils.translation import gettext as _
+
     from siyu.accounts.actor import cli_actor
     from siyu.imports.actions import ImportFileError, import_file
 
@@ -142,7 +144,8 @@ def cmd_import(args: argparse.Namespace) -> None:
         result = import_file(cli_actor(), args.kind, args.file, mapping=mapping, dry_run=args.dry_run,
                              sheet=args.sheet, customer_kind=args.customer_kind)
     except ImportFileError as exc:
-        raise CliError(str(exc)) from None
+        hint = _("Map a column with --map COLUMN=FIELD.") if exc.needs_mapping else ""
+        raise CliError(f"{exc} {hint}".rstrip()) from None
     emit(args, result, _human_import)
     if result.get("rejected") and args.strict:
         sys.exit(1)

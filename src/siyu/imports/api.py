@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -61,16 +60,8 @@ def _import(request: HttpRequest, kind: str, upload: UploadedFile, dry_run: bool
                                        dry_run=dry_run, sheet=sheet or None, file_name=upload.name,
                                        customer_kind=customer_kind or None)
         except actions.ImportFileError as exc:
-            raise HttpError(422, _in_api_terms(str(exc))) from None
-
-
-def _in_api_terms(message: str) -> str:
-    """The importers' refusals name the CLI's option (``--map COLUMN=FIELD``, translated with the
-    rest of the message): over HTTP, name this endpoint's ``mapping`` field instead."""
-    return CLI_MAP.sub(lambda m: f'mapping={{"{m[1]}": "{m[2]}"}}', message)
-
-
-CLI_MAP = re.compile(r"--map (\S+?)=(\S+)")
+            hint = _('Map a column with mapping={"COLUMN": "FIELD"}.') if exc.needs_mapping else ""
+            raise HttpError(422, f"{exc} {hint}".rstrip()) from None
 
 
 def _parse_mapping(raw: str) -> dict[str, str]:

@@ -59,9 +59,10 @@ class CustomerImporter:
     def check_columns(self, columns: ColumnMap) -> None:
         if not any(columns.has(kind) for kind in ID_KINDS):
             raise ImportFileError(
-                _("no column holds a customer id; name one of the columns %(kinds)s, or map one with"
-                  " --map COLUMN=FIELD (columns found: %(columns)s)")
-                % {"kinds": ", ".join(ID_KINDS), "columns": ", ".join(h for h in columns.headers if h)}
+                _("no column holds a customer id; name one of the columns %(kinds)s, or map one to such a"
+                  " field (columns found: %(columns)s)")
+                % {"kinds": ", ".join(ID_KINDS), "columns": ", ".join(h for h in columns.headers if h)},
+                needs_mapping=True,
             )
 
     # -- validation ----------------------------------------------------------

@@ -9,10 +9,16 @@ class ImportFileError(ValueError):
     """The file as a whole cannot be imported (unreadable, no header, bad mapping, ...).
 
     Nothing is changed when this is raised. ``job_id`` names the ``ImportJob`` that
-    recorded the refusal, when one was recorded.
+    recorded the refusal, when one was recorded. The message names no interface's syntax
+    (it is also the job's record); ``needs_mapping`` tells the CLI and the API to add how
+    their own caller maps a column to a field.
     """
 
     job_id: int | None = None
+
+    def __init__(self, message: str, *, needs_mapping: bool = False) -> None:
+        super().__init__(message)
+        self.needs_mapping = needs_mapping
 
 
 class ValueProblem(ValueError):

@@ -80,8 +80,9 @@ class OrderImporter:
         if missing:
             raise ImportFileError(
                 _("the file has no column for %(missing)s; orders need a customer id, order id, time and"
-                  " amount. Rename the columns or map them with --map COLUMN=FIELD (columns found: %(columns)s)")
-                % {"missing": ", ".join(missing), "columns": ", ".join(h for h in columns.headers if h)}
+                  " amount. Rename the columns or map them to these fields (columns found: %(columns)s)")
+                % {"missing": ", ".join(missing), "columns": ", ".join(h for h in columns.headers if h)},
+                needs_mapping=True,
             )
 
     # -- validation ----------------------------------------------------------

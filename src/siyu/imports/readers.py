@@ -63,7 +63,7 @@ def read_table(path: Path, sheet: str | None = None) -> Table:
     if suffix in EXCEL_SUFFIXES or (magic == _ZIP_MAGIC and suffix not in CSV_SUFFIXES):
         return read_xlsx(path, sheet)
     if sheet:
-        raise ImportFileError(_("--sheet applies to Excel files only; this file is read as CSV"))
+        raise ImportFileError(_("a sheet can be chosen in Excel files only; this file is read as CSV"))
     return read_csv(path)
 
 
