@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from django.db import DataError
 from django.http import HttpRequest
+from django.middleware.csrf import CsrfViewMiddleware
 from ninja import NinjaAPI, security
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from pydantic import Field
@@ -26,14 +27,35 @@ RowId = Annotated[int, Field(ge=1, le=MAX_INT)]
 
 
 class SessionAuth(security.SessionAuth):
-    """The console's session cookie, CSRF-checked as ninja does, but only when the request carries
-    the cookie: a request without it (a script with no or a wrong token) has no ambient
-    credential to forge, and gets the documented 401 rather than a 403 about CSRF."""
+    """The console's session cookie, CSRF-checked as Django checks a form, but only when the
+    request carries the cookie: a request without it (a script with no or a wrong token) has no
+    ambient credential to forge, and gets the documented 401 rather than a 403 about CSRF.
 
-    def _get_key(self, request: HttpRequest) -> str | None:
+    Built on ninja's public surface only: its own check is switched off (``csrf=False``) and
+    this one runs in ``__call__``, with Django's ``CsrfViewMiddleware``."""
+
+    def __init__(self) -> None:
+        super().__init__(csrf=False)
+
+    def __call__(self, request: HttpRequest) -> Any:
         if self.param_name not in request.COOKIES:
             return None
-        return super()._get_key(request)
+        if _csrf_refused(request):
+            raise HttpError(403, "CSRF check Failed")
+        return super().__call__(request)
+
+
+def _csrf_refused(request: HttpRequest) -> bool:
+    """Whether Django's CSRF check refuses ``request`` (API views are exempt from the middleware's
+    own pass, so it is run here, as for a view that is not)."""
+    check = CsrfViewMiddleware(lambda _request: None)
+    request.csrf_processing_done = False
+    check.process_request(request)
+    return check.process_view(request, _checked_view, (), {}) is not None
+
+
+def _checked_view(request: HttpRequest) -> None:  # what the CSRF check is told it guards
+    return None
 
 
 def _auth() -> list:
