@@ -121,6 +121,42 @@ def test_a_request_that_fails_in_processing_goes_to_the_dead_letters_and_the_res
     assert fresh.backlog() == 0
 
 
+def test_an_order_another_process_records_while_a_group_is_processed_counts_once(
+        source, settings, make_writer, monkeypatch, counted):
+    """Ingestion checks for repeated orders before its transaction. An import (another process)
+    recording the same order in between fails the group's insert on the unique order id; the
+    rows are then processed one by one, and the repeated order is dropped as known: one order,
+    one event, nothing lost from the rest of the group."""
+    from decimal import Decimal
+
+    from siyu.customers.models import Person
+    from siyu.orders.actions import OrderFact, known_orders, record_orders
+    from siyu.orders.models import Order
+
+    raced = []
+
+    def racing(ids):
+        known = known_orders(ids)
+        if not raced:  # between the check and the insert, someone else records the order
+            raced.append(record_orders([OrderFact("O-1", Person.objects.create().pk, utcnow(), Decimal("66.00"),
+                                                  origin="import:1")]))
+        return known
+
+    monkeypatch.setattr(pipeline, "known_orders", racing)
+    order = segment.parse({"type": "track", "userId": "u1", "event": "Order Completed", "messageId": "ord-1",
+                           "properties": {"order_id": "O-1", "total": 88}}, utcnow())
+    log = _left_by_a_crash(settings.SIYU_INGEST_INTAKE, _tracks(source, "a"), [(source.pk, order), *_tracks(source, "b")])
+    fresh = make_writer()
+    fresh.start()
+    assert fresh.flush(timeout=30)
+    assert raced == [(["O-1"], [])]
+    assert counted == [["a", "ord-1", "b"], ["a"], ["ord-1", "b"]]  # the group failed, then row by row
+    assert _stored() == ["a", "b"]
+    assert [(o.external_id, o.amount, o.origin) for o in Order.objects.all()] == [("O-1", Decimal("66.00"), "import:1")]
+    assert not DeadLetter.objects.exists()
+    assert IntakePosition.of(log.log_id) == 2
+
+
 def test_when_even_the_dead_letters_cannot_be_written_the_writer_tries_again_later(
         source, settings, make_writer, monkeypatch):
     monkeypatch.setattr(processor, "RETRY_SECONDS", 0.05)
