@@ -164,7 +164,12 @@ def test_an_import_refusal_names_the_apis_mapping_field_not_the_cli_option(api, 
     assert r.status_code == 422, r.content
     detail = r.json()["detail"]
     assert "--map" not in detail
-    assert detail.endswith('Map a column with mapping={"COLUMN": "FIELD"}.')
+    assert detail.endswith('(columns found: 订单号, 备注). Map a column with mapping={"COLUMN": "FIELD"}.')
+
+    upload.seek(0)
+    zh = client.post("/api/v1/imports/orders", {"file": upload}, HTTP_ACCEPT_LANGUAGE="zh-hans",
+                     HTTP_AUTHORIZATION=f"Bearer {ApiToken.issue(ApiToken.objects.first().user, 'j')[1]}")
+    assert zh.json()["detail"].endswith('（已找到的列：订单号, 备注）。可用 mapping={"列名": "字段"} 映射列。')
 
 
 # -- the CLI -------------------------------------------------------------------------------------------
