@@ -144,8 +144,7 @@ def cmd_import(args: argparse.Namespace) -> None:
         result = import_file(cli_actor(), args.kind, args.file, mapping=mapping, dry_run=args.dry_run,
                              sheet=args.sheet, customer_kind=args.customer_kind)
     except ImportFileError as exc:
-        hinted = _("%(refusal)s. Map a column with --map COLUMN=FIELD.") if exc.needs_mapping else "%(refusal)s"
-        raise CliError(hinted % {"refusal": exc}) from None
+        raise CliError(exc.hinted(_("%(refusal)s. Map a column with --map COLUMN=FIELD."))) from None
     emit(args, result, _human_import)
     if result.get("rejected") and args.strict:
         sys.exit(1)

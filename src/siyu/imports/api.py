@@ -60,8 +60,7 @@ def _import(request: HttpRequest, kind: str, upload: UploadedFile, dry_run: bool
                                        dry_run=dry_run, sheet=sheet or None, file_name=upload.name,
                                        customer_kind=customer_kind or None)
         except actions.ImportFileError as exc:
-            hinted = _('%(refusal)s. Map a column with mapping={"COLUMN": "FIELD"}.') if exc.needs_mapping else "%(refusal)s"
-            raise HttpError(422, hinted % {"refusal": exc}) from None
+            raise HttpError(422, exc.hinted(_('%(refusal)s. Map a column with mapping={"COLUMN": "FIELD"}.'))) from None
 
 
 def _parse_mapping(raw: str) -> dict[str, str]:

@@ -10,8 +10,8 @@ class ImportFileError(ValueError):
 
     Nothing is changed when this is raised. ``job_id`` names the ``ImportJob`` that
     recorded the refusal, when one was recorded. The message names no interface's syntax
-    (it is also the job's record); ``needs_mapping`` tells the CLI and the API to add how
-    their own caller maps a column to a field.
+    (it is also the job's record); when ``needs_mapping``, the CLI and the API add how their
+    own caller maps a column to a field (``hinted``).
     """
 
     job_id: int | None = None
@@ -19,6 +19,11 @@ class ImportFileError(ValueError):
     def __init__(self, message: str, *, needs_mapping: bool = False) -> None:
         super().__init__(message)
         self.needs_mapping = needs_mapping
+
+    def hinted(self, template: str) -> str:
+        """The refusal for one interface: ``template`` (its translated "%(refusal)s. Map a column
+        with …") when the refusal needs a mapping, else the refusal alone."""
+        return template % {"refusal": self} if self.needs_mapping else str(self)
 
 
 class ValueProblem(ValueError):
