@@ -244,3 +244,23 @@ def test_the_backlog_counts_each_commit_once_however_the_intake_and_the_recovery
     w.advanced(4, 10)
     w.advanced(5, 3)
     assert w.backlog() == 0
+
+
+def test_the_processor_runs_its_after_group_hook_once_a_group_is_processed(source, settings, monkeypatch, counted):
+    """The processing process collects its garbage there (``collector.between_batches``), so the
+    hook must follow every group, once its rows are processed."""
+
+    class Host:
+        def recovered(self, *args) -> None: ...
+
+        def advanced(self, *args) -> None: ...
+
+        def wait_for_work(self, processed: int, timeout: float) -> str:
+            return processor.STOP
+
+    log = _left_by_a_crash(settings.SIYU_INGEST_INTAKE, _tracks(source, "a", "b"), _tracks(source, "c"))
+    monkeypatch.setattr(processor, "MAX_GROUP", 1)  # one row a group
+    seen: list[list[str]] = []
+    processor.IntakeProcessor(log.path, Host(), after_group=lambda: seen.append(_stored())).run()
+    assert counted == [["a", "b"], ["c"]]
+    assert seen == [["a", "b"], ["a", "b", "c"]]

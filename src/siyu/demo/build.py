@@ -20,9 +20,10 @@ from django.db.models import F, Sum
 
 from siyu import conf
 from siyu.accounts.actor import Actor
+from siyu.collector import between_batches
 from siyu.demo import brand
 from siyu.demo.render import SOURCES
-from siyu.demo.stream import Batch, DemoStream, ParallelStream, collections_between_batches
+from siyu.demo.stream import Batch, DemoStream, ParallelStream
 from siyu.wal import WAL
 
 DEMO_ACTOR = "demo"
@@ -71,7 +72,7 @@ def build_demo(customers: int = 20_000, seed: int = 7, progress: bool = True, *,
         conf.pii_keys()
     source = ParallelStream(stream, workers) if workers else stream
     del stream  # with workers, only they keep the drawn brand
-    with collections_between_batches() as collect, WAL.running(restart_at=BULK_WAL_FRAMES):
+    with between_batches() as collect, WAL.running(restart_at=BULK_WAL_FRAMES):
         fed = _feed(source.batches(), source_ids, plan.sessions, say, collect)
     from siyu.accounts.actions import create_user
 

@@ -8,21 +8,20 @@ can run in forked worker processes while this one ingests.
 
 from __future__ import annotations
 
-import gc
 import multiprocessing
 import os
 import pickle
 import queue
 import threading
 import traceback
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from multiprocessing.connection import Connection
 
 import numpy as np
 
+from siyu.collector import between_batches
 from siyu.demo import population, timeline
 from siyu.demo.render import Raw, Renderer
 from siyu.ingest import segment, sensors
@@ -115,27 +114,6 @@ class DemoStream:
             yield self.chunk(chunk)
 
 
-@contextmanager
-def collections_between_batches() -> Iterator[Callable[[], None]]:
-    """Run the cyclic garbage collector only when the caller says a batch is done.
-
-    Millions of short-lived objects pass through (parsed messages, rows); with the
-    automatic collector, unpickling a received chunk alone triggered collections
-    that rescanned it (8.2 instead of 5.5 µs a message, measured). Between batches
-    almost nothing young is alive, so collecting the young generations there is
-    nearly free and still frees any cycle a batch made (a million-customer build found
-    a few dozen objects in all). Yields that collection; a full one runs at the end.
-    """
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield lambda: gc.collect(1)
-    finally:
-        gc.collect()
-        if enabled:
-            gc.enable()
-
-
 # -- worker processes ----------------------------------------------------------
 _FORKED: DemoStream | None = None  # handed to forked workers without pickling, then dropped
 
@@ -157,7 +135,7 @@ def _produce(worker: int, workers: int, pipes: list[tuple[Connection, Connection
     sender = threading.Thread(target=_send_all, args=(ready, out), name="siyu-demo-sender")
     sender.start()
     try:
-        with collections_between_batches() as collect:
+        with between_batches() as collect:
             for chunk in range(worker, stream.plan.chunks, workers):
                 # Pickled here, not by the sender, so nothing young is alive to collect.
                 ready.put(("batch", pickle.dumps(stream.chunk(chunk), pickle.HIGHEST_PROTOCOL)))

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import pyarrow as pa
@@ -63,8 +63,11 @@ class Host(Protocol):
 
 
 class IntakeProcessor:
-    def __init__(self, path: str, host: Host) -> None:
+    def __init__(self, path: str, host: Host, after_group: Callable[[], None] | None = None) -> None:
+        """``after_group`` runs after each group is processed (the processing process collects
+        its garbage there: ``collector.between_batches``)."""
         self._path, self._host = path, host
+        self._after_group = after_group or (lambda: None)
         self.processed = 0
 
     def run(self) -> None:
@@ -82,7 +85,10 @@ class IntakeProcessor:
             while True:
                 rows = reader.read(self.processed, MAX_GROUP)
                 if rows:
-                    if not self._process(rows, reader.log_id):
+                    ok = self._process(rows, reader.log_id)
+                    del rows  # freed before the collection
+                    self._after_group()
+                    if not ok:
                         time.sleep(RETRY_SECONDS)
                     continue
                 folding = pipeline.ACTIVITY.pending

@@ -44,13 +44,16 @@ def _child_main(conn, path: str) -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "siyu.settings")
     django.setup()
     from siyu.analytics import engine
+    from siyu.collector import between_batches
     from siyu.ingest.processor import IntakeProcessor
 
     lock = threading.Lock()  # one request at a time on the one pipe
     engine.use_store(RemoteStore(conn, lock))
     gc.freeze()
-    gc.set_threshold(50_000, 20, 20)
-    IntakeProcessor(path, PipeHost(conn, lock)).run()
+    # Collected between groups, not while one is being processed; all generations every 100
+    # groups (up to two million messages), as this process runs for as long as the server.
+    with between_batches(full_every=100) as collect:
+        IntakeProcessor(path, PipeHost(conn, lock), after_group=collect).run()
     conn.send(("exit",))
 
 
