@@ -24,6 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from django.db import connection, transaction
 from django.utils import timezone
 
@@ -48,15 +49,20 @@ _STRONG_SQL = ("SELECT kind, value_hash FROM customers_identity WHERE person_id 
 _KINDS = frozenset(IdentityKind.values)
 
 
-@dataclass(frozen=True)
-class Claim:
+class Claim(msgspec.Struct, frozen=True, array_like=True, gc=False):
+    """One id a message carries: its kind, its normalised value, and ``key`` = (kind, keyed hash),
+    what lookups use. A ``msgspec`` struct, as claims cross processes inside every message
+    (``ingest.intake.pack``); equal when kind and value are (the key follows from them)."""
+
     kind: str
     value: str
-    key: tuple[str, str] = field(init=False, compare=False, repr=False)
+    key: tuple[str, str] = ("", "")
 
     def __post_init__(self) -> None:
-        # The keyed hash is needed several times per message: compute it once.
-        object.__setattr__(self, "key", (self.kind, crypto.lookup_hash(self.kind, self.value)))
+        # The keyed hash is needed several times per message: computed once, here, and carried
+        # along when the claim is decoded in another process (only a claim made here lacks it).
+        if not self.key[1]:
+            msgspec.structs.force_setattr(self, "key", (self.kind, crypto.lookup_hash(self.kind, self.value)))
 
     @property
     def strong(self) -> bool:

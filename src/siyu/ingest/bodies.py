@@ -48,7 +48,7 @@ class ParsedBody:
 
     def pack(self) -> ParsedBody:
         """Move ``messages`` into ``packed`` (``intake.pack``): the server writes them to the intake
-        log as they are, and never unpickles them in a request thread."""
+        log as they are, and never decodes them in a request thread."""
         self.count, self.packed, self.messages = len(self.messages), intake.pack(self.messages), []
         return self
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import msgspec
 import orjson
 
 from siyu.customers.identity import Claim
@@ -36,23 +36,24 @@ class MessageError(ValueError):
         self.reason = reason
 
 
-@dataclass
-class OrderInfo:
+class OrderInfo(msgspec.Struct, array_like=True, gc=False):
     order_id: str
     kind: str  # "completed" | "refunded"
     amount: Decimal | None
     currency: str = "CNY"
     coupon: str = ""
-    items: list = field(default_factory=list)
+    items: list = []
 
 
-@dataclass
-class Message:
+class Message(msgspec.Struct, array_like=True, gc=False):
     """One inbound message, validated.
 
-    ``event_json`` holds the (scrubbed) properties and context as the event store keeps
-    them, JSON text made once at parse time: messages cross processes by the million
-    (parse workers, demo generators), and text pickles far cheaper than nested dicts.
+    Messages cross processes by the million (parse workers to the intake log to the processing
+    process; the demo's generators), so they are ``msgspec`` structs that ``ingest.intake.pack``
+    encodes as MessagePack arrays: ~5x cheaper to write and ~2x to read than pickled
+    dataclasses. ``event_json`` holds the (scrubbed) properties and context as the event store
+    keeps them, JSON text made once at parse time. Fields are encoded by position: a new one
+    goes last, with a default, so rows written before it still decode.
     """
 
     type: str
@@ -63,12 +64,26 @@ class Message:
     received_at: datetime
     event: str | None = None
     event_json: tuple[str, str] = ("{}", "{}")  # (properties, context)
-    traits: dict[str, Any] = field(default_factory=dict)
-    pii: dict[str, str] = field(default_factory=dict)
+    traits: dict[str, Any] = {}
+    pii: dict[str, str] = {}
     profile_op: str | None = None  # set | set_once | increment | append | unset | delete
-    touch: dict[str, str] = field(default_factory=dict)
+    touch: dict[str, str] = {}
     order: OrderInfo | None = None
     store_event: bool = True
+
+
+def as_record(message: Message) -> dict[str, Any]:
+    """``message`` as plain data (what a dead letter keeps of a message that failed after it
+    was accepted): its fields by name, the claims and the order as dicts too."""
+    return {name: _plain(getattr(message, name)) for name in message.__struct_fields__}
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, msgspec.Struct):
+        return {name: _plain(getattr(value, name)) for name in value.__struct_fields__}
+    if isinstance(value, list):
+        return [_plain(v) for v in value]
+    return value
 
 
 def event_json(properties: dict[str, Any], context: dict[str, Any]) -> tuple[str, str]:

@@ -3,8 +3,9 @@
 One interpreter cannot both parse tens of thousands of messages a second and
 write them (the GIL). ``siyu serve`` therefore starts ``SIYU_INGEST_WORKERS``
 processes; an ingestion request hands its raw body to one of them
-(``bodies.segment_body``) and gets back validated messages, which pickle
-compactly (properties and context are JSON text, ``Message.event_json``). The
+(``bodies.packed_segment_body``) and gets back validated messages, already encoded
+for the intake log (``intake.pack``: compact, as properties and context are JSON text,
+``Message.event_json``). The
 workers never open a database. Without workers (tests, CLI commands,
 ``SIYU_INGEST_WORKERS=0``) the same function runs in the request thread.
 """

@@ -178,12 +178,12 @@ class IntakeProcessor:
 def dead_letters(row: Row, log_id: str, error: Exception) -> None:
     """Every message of ``row`` as a dead letter with ``error``, and the position past it, in one
     transaction."""
-    import dataclasses
+    from siyu.ingest.messages import as_record
 
     reason = f"accepted, then failed in processing: {type(error).__name__}: {error}"
     with transaction.atomic():
         for index, (_source, m) in enumerate(row.items()):
-            DeadLetter.record(row.source_id, PROCESSING_ENDPOINT, index, dataclasses.asdict(m), "", reason)
+            DeadLetter.record(row.source_id, PROCESSING_ENDPOINT, index, as_record(m), "", reason)
         IntakePosition.save_position(log_id, row.id)
 
 
