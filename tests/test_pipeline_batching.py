@@ -261,3 +261,27 @@ def test_a_batch_whose_overrides_fail_is_recovered_by_its_retry(monkeypatch):
     assert store.cursor().execute(count).fetchone() == (3,)
     assert store.cursor().execute("SELECT count(*) FROM person_overrides").fetchone() == (1,)
     assert store.get_position("person_merges") > 0
+
+
+def test_a_rich_update_writes_back_only_the_columns_it_changed():
+    """Profiles with traits are read, changed and written back; a column no update changed is
+    not rewritten (nor decoded): its stored text stays byte for byte."""
+    from django.db import connection
+
+    from siyu.customers.profile import ProfileUpdate, apply_updates
+
+    person = Person.objects.create(first_seen=T0, last_seen=T0, traits={"level": "L1"})
+    odd = '{ "channel" :  "wechat" ,"at":"2026-03-01T08:00:00+00:00" }'  # spaced as no encoder writes it
+    with connection.cursor() as cur:
+        cur.execute("UPDATE customers_person SET first_touch = %s, first_touch_at = %s WHERE id = %s",
+                    [odd, T0, person.pk])
+    apply_updates([ProfileUpdate(person_id=person.pk, at=T0 + timedelta(hours=1), traits={"level": "L2"},
+                                 touch={"channel": "douyin"})])
+    with connection.cursor() as cur:
+        cur.execute("SELECT first_touch FROM customers_person WHERE id = %s", [person.pk])
+        stored = cur.fetchone()[0]
+    assert stored == odd or stored == json.loads(odd)  # text on SQLite; PostgreSQL's jsonb keeps no spacing
+    person.refresh_from_db()
+    assert person.traits == {"level": "L2"} and person.last_seen == T0 + timedelta(hours=1)
+    assert person.first_seen == T0 and person.acquisition_channel == ""
+    assert person.last_touch["channel"] == "douyin" and person.first_touch == json.loads(odd)

@@ -36,8 +36,8 @@ _RICH_FIELDS = ("first_seen", "last_seen", "traits", "pii_enc", "first_touch", "
                 "last_touch_at", "acquisition_channel")
 _RICH_JSON = frozenset({"traits", "first_touch", "last_touch"})
 _RICH_TIMES = frozenset({"first_seen", "last_seen", "first_touch_at", "last_touch_at"})
+_RICH_INDEX = {name: i for i, name in enumerate(_RICH_FIELDS, start=1)}  # its place in a row of _RICH_SELECT
 _RICH_SELECT = f"SELECT id, {', '.join(_RICH_FIELDS)} FROM customers_person WHERE id IN"
-_RICH_UPDATE = f"UPDATE customers_person SET {', '.join(f + ' = %s' for f in _RICH_FIELDS)} WHERE id = %s"
 
 
 @dataclass
@@ -237,47 +237,56 @@ def _is_rich(u: ProfileUpdate) -> bool:
 class _Row:
     """The columns of a person that profile updates read and write, loaded without the ORM
     (model instances cost more than the update itself on this hot path). ``_apply`` treats it
-    like a ``Person``."""
+    like a ``Person``. A column is converted from what the database returned (JSON text, naive
+    times on SQLite) when an update first reads it: most updates read few of them (a touch
+    replaces the last touch without reading it), and ``_apply_rich`` writes back only the
+    columns they changed."""
 
-    __slots__ = ("pk", *_RICH_FIELDS)
+    __slots__ = ("pk", "_values", *_RICH_FIELDS)
 
     def __init__(self, values: Sequence[Any]) -> None:
-        self.pk = values[0]
-        for name, value in zip(_RICH_FIELDS, values[1:], strict=True):
-            if name in _RICH_JSON:
-                value = orjson.loads(value) if isinstance(value, str | bytes) else value
-            elif name in _RICH_TIMES:
-                value = _aware(value)
-            setattr(self, name, value)
+        self.pk, self._values = values[0], values
+
+    def __getattr__(self, name: str) -> Any:  # a column not read yet (its slot is empty)
+        index = _RICH_INDEX.get(name)
+        if index is None:
+            raise AttributeError(name)
+        value = self._values[index]
+        if name in _RICH_JSON:
+            value = orjson.loads(value) if isinstance(value, str | bytes) else value
+        elif name in _RICH_TIMES:
+            value = _aware(value)
+        setattr(self, name, value)
+        return value
 
 
 def _apply_rich(by_person: dict[int, list[ProfileUpdate]]) -> None:
     if not by_person:
         return
     rows = _load_rows(list(by_person))
-    changed = []
+    changed: dict[tuple[str, ...], list[_Row]] = {}  # the columns changed -> the rows that changed them
     for pid, updates in by_person.items():
         row = rows[pid]
         fields: set[str] = set()
         for update in updates:
             fields.update(apply_update(row, update))
         if fields:
-            changed.append(row)
+            changed.setdefault(tuple(f for f in _RICH_FIELDS if f in fields), []).append(row)
     if not changed:
         return
     adapt_dt, adapt_json = datetime_param(), json_param()
-    params = [
-        [adapt_json(v) if name in _RICH_JSON else adapt_dt(v) if name in _RICH_TIMES else v
-         for name, v in ((name, getattr(row, name)) for name in _RICH_FIELDS)] + [row.pk]
-        for row in changed
-    ]
     with connection.cursor() as cur:
-        cur.executemany(_RICH_UPDATE, params)
+        for fields, changed_rows in changed.items():
+            adapt = [adapt_json if f in _RICH_JSON else adapt_dt if f in _RICH_TIMES else None for f in fields]
+            params = [[a(v) if a else v for a, v in zip(adapt, (getattr(row, f) for f in fields), strict=True)]
+                      + [row.pk] for row in changed_rows]
+            cur.executemany(f"UPDATE customers_person SET {', '.join(f + ' = %s' for f in fields)} WHERE id = %s",
+                            params)
 
 
 def _load_rows(ids: list[int]) -> dict[int, _Row]:
     out: dict[int, _Row] = {}
-    # PostgreSQL: lock the rows read here, as they are written back whole (SQLite's IMMEDIATE
+    # PostgreSQL: lock the rows read here, as what an update read is written back (SQLite's IMMEDIATE
     # transaction already excludes other writers).
     lock = " FOR UPDATE" if connection.vendor == "postgresql" else ""
     with connection.cursor() as cur:
