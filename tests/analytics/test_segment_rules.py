@@ -114,6 +114,38 @@ def test_rule_members(shop, body, expected):
     assert members(shop, body) == expected
 
 
+def test_a_compiler_shared_by_many_rules_computes_its_per_person_relations_once(shop, monkeypatch):
+    """``refresh_all`` compiles every segment with one materializing compiler: the RFM classes and
+    the lifecycle stages are computed once, into the engine's session, and give the same members."""
+    import siyu.segments.compiler as compiler_module
+
+    built = []
+    real_rfm_table = compiler_module.rfm_table
+    monkeypatch.setattr(compiler_module, "rfm_table", lambda *a: built.append("rfm") or real_rfm_table(*a))
+    shared = Compiler(shop, Context(now=NOW), materialize=True)
+    rules = {("rfm_class", "important_value"): [1, 4], ("rfm_class", "general_winback"): [2],
+             ("lifecycle_stage", "new"): [3, 4], ("lifecycle_stage", "churned"): [7], ("value_tier", "potential"): [1, 3, 4, 6]}
+    try:
+        for (field, value), expected in rules.items():
+            frame = shop.execute(shared.members(parse_rule({"type": "attribute", "field": field, "value": value})))
+            assert sorted(int(x) for x in frame.person_id) == expected
+        assert built == ["rfm"]
+        # the query reads the relation as computed, not the orders it was computed from
+        rule = parse_rule({"type": "attribute", "field": "rfm_class", "value": "general_winback"})
+        assert "Order Completed" not in shop.compile(shared.members(rule))
+        assert "Order Completed" in shop.compile(Compiler(shop, Context(now=NOW)).members(rule))
+    finally:
+        shared.release()
+    # released: a later rule computes the relation again (the third time: the second was the
+    # compiler that does not materialize)
+    try:
+        assert sorted(int(x) for x in shop.execute(shared.members(parse_rule(
+            {"type": "attribute", "field": "rfm_class", "value": "general_winback"}))).person_id) == [2]
+        assert built == ["rfm", "rfm", "rfm"]
+    finally:
+        shared.release()
+
+
 @pytest.mark.parametrize(("stage", "expected"), [
     ("active", [1]), ("silent", [2]), ("new", [3, 4]), ("reactivated", [6]), ("churned", [7])])
 def test_lifecycle_stage(shop, stage, expected):

@@ -27,6 +27,7 @@ from siyu.customers.models import IdentityKind, Person
 from siyu.customers.queries import Lookup, NotFound, find_person
 from siyu.privacy.actions import audit
 from siyu.segments import queries
+from siyu.segments.compiler import Compiler
 from siyu.segments.models import PersonTag, Segment, SegmentRefresh, Tag, TierSettings
 from siyu.segments.rules import SegmentCondition, TagCondition, parse_rule, walk
 
@@ -119,11 +120,12 @@ def delete_segment(actor: Actor, segment: Segment) -> None:
 
 
 def refresh_segment(actor: Actor, segment: Segment, *, engine: Engine | None = None,
-                    now: datetime | None = None) -> SegmentRefresh:
-    """Recompute the members, store them with who entered and left, and record the size."""
-    engine = engine or get_engine()
+                    now: datetime | None = None, using: Compiler | None = None) -> SegmentRefresh:
+    """Recompute the members, store them with who entered and left, and record the size.
+    ``using``: a compiler shared by the segments of one run (``refresh_all``)."""
+    engine = using.engine if using is not None else engine or get_engine()
     started = time.perf_counter()
-    ids = queries.member_ids(parse_rule(segment.rule), engine=engine, now=now)
+    ids = queries.member_ids(parse_rule(segment.rule), engine=engine, now=now, using=using)
     at = datetime.now(UTC)
     changed = get_store().replace_segment_members(segment.pk, pa.array(ids, type=pa.int64()), at)
     with transaction.atomic():
@@ -143,7 +145,13 @@ def refresh_all(actor: Actor, *, engine: Engine | None = None) -> dict[str, Any]
     sync.sync_all(store)
     tags = [refresh_rule_tag(actor, t, engine=engine) for t in Tag.objects.exclude(rule=None)]
     sync.sync_all(store)  # the rule tags just changed
-    segments = [refresh_segment(actor, s, engine=engine) for s in Segment.objects.all()]
+    # One compiler for every segment: one "now", and the RFM classes and lifecycle stages (which
+    # most built-in segments test) computed once instead of once per segment.
+    shared = queries.compiler(engine, materialize=True)
+    try:
+        segments = [refresh_segment(actor, s, using=shared) for s in Segment.objects.all()]
+    finally:
+        shared.release()
     return {"segments": len(segments), "rule_tags": len(tags),
             "seconds": round(time.perf_counter() - started, 3)}
 

@@ -78,11 +78,25 @@ class Context:
 
 
 class Compiler:
-    def __init__(self, engine: Engine, context: Context) -> None:
+    def __init__(self, engine: Engine, context: Context, *, materialize: bool = False) -> None:
+        """``materialize``: compute each per-person relation (RFM, activity) once, into a table of
+        the engine's session, for a compiler that compiles many rules (``segments.actions.
+        refresh_all``): each otherwise recomputes it over all events. Call ``release`` after."""
         self.engine = engine
         self.context = context
+        self._materialize = materialize
         self._rfm: ir.Table | None = None
         self._activity: ir.Table | None = None
+
+    def _shared(self, relation: ir.Table) -> ir.Table:
+        return relation.cache() if self._materialize else relation
+
+    def release(self) -> None:
+        """Drop the materialized relations (nothing to do for a compiler that made none)."""
+        for relation in (self._rfm, self._activity):
+            if self._materialize and relation is not None:
+                relation.release()
+        self._rfm = self._activity = None
 
     # -- entry points ---------------------------------------------------------------------------
     def members(self, rule: Rule) -> ir.Table:
@@ -211,7 +225,7 @@ class Compiler:
         """The 八大类 RFM class of every customer with an order up to today."""
         if self._rfm is None:
             query = RfmQuery(kind="rfm", date_to=self.context.today, scheme="eight", lookback="all")
-            self._rfm = rfm_table(self.engine, query)
+            self._rfm = self._shared(rfm_table(self.engine, query))
         return self._rfm
 
     def activity(self) -> ir.Table:
@@ -248,7 +262,7 @@ class Compiler:
             else_="churned")
         high = (a.orders >= th.high_value_orders) & (a.spend.fill_null(0) >= th.high_value_spend)
         tier = ibis.cases((high, "high_value"), (idle < th.active_days, "potential"), else_="low_activity")
-        self._activity = a.select("person_id", lifecycle_stage=stage, value_tier=tier)
+        self._activity = self._shared(a.select("person_id", lifecycle_stage=stage, value_tier=tier))
         return self._activity
 
 

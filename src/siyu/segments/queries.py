@@ -55,8 +55,8 @@ def context(now: datetime | None = None) -> Context:
                    segment_rule=lambda pk: Segment.objects.filter(pk=pk).values_list("rule", flat=True).first())
 
 
-def compiler(engine: Engine | None = None, now: datetime | None = None) -> Compiler:
-    return Compiler(engine or get_engine(), context(now))
+def compiler(engine: Engine | None = None, now: datetime | None = None, *, materialize: bool = False) -> Compiler:
+    return Compiler(engine or get_engine(), context(now), materialize=materialize)
 
 
 def count(body: Any, *, engine: Engine | None = None, now: datetime | None = None) -> int:
@@ -67,9 +67,10 @@ def count(body: Any, *, engine: Engine | None = None, now: datetime | None = Non
 
 
 def member_ids(rule: Rule, *, engine: Engine | None = None, now: datetime | None = None,
-               limit: int | None = None) -> list[int]:
-    """The matching person ids in ascending order (the first ``limit``)."""
-    c = compiler(engine, now)
+               limit: int | None = None, using: Compiler | None = None) -> list[int]:
+    """The matching person ids in ascending order (the first ``limit``). ``using``: a compiler
+    shared by several rules (its engine and time then apply)."""
+    c = using or compiler(engine, now)
     m = c.members(rule).order_by("person_id")
     if limit is not None:
         m = m.limit(limit)
