@@ -246,7 +246,7 @@ def test_the_backlog_counts_each_commit_once_however_the_intake_and_the_recovery
     assert w.backlog() == 0
 
 
-def test_the_processor_runs_its_after_group_hook_once_a_group_is_processed(source, settings, monkeypatch, counted):
+def test_the_processor_runs_its_after_work_hook_once_a_group_is_processed(source, settings, monkeypatch, counted):
     """The processing process collects its garbage there (``collector.between_batches``), so the
     hook must follow every group, once its rows are processed."""
 
@@ -261,6 +261,17 @@ def test_the_processor_runs_its_after_group_hook_once_a_group_is_processed(sourc
     log = _left_by_a_crash(settings.SIYU_INGEST_INTAKE, _tracks(source, "a", "b"), _tracks(source, "c"))
     monkeypatch.setattr(processor, "MAX_GROUP", 1)  # one row a group
     seen: list[list[str]] = []
-    processor.IntakeProcessor(log.path, Host(), after_group=lambda: seen.append(_stored())).run()
+    processor.IntakeProcessor(log.path, Host(), after_work=lambda: seen.append(_stored())).run()
     assert counted == [["a", "b"], ["c"]]
     assert seen == [["a", "b"], ["a", "b", "c"]]
+
+
+def test_a_row_that_cannot_be_read_back_goes_to_the_dead_letters_whole(source, settings):
+    """Kept as its bytes with the reason, and the position moves past it: the log is not blocked."""
+    IntakeLog.create(settings.SIYU_INGEST_INTAKE)
+    log = IntakeLog(settings.SIYU_INGEST_INTAKE)
+    row = intake.Row(id=7, source_id=source.pk, n=2, messages=b"\x92\xc1garbage")
+    processor.dead_letters(row, log.log_id, RuntimeError("boom"))
+    (letter,) = DeadLetter.objects.all()
+    assert letter.endpoint == processor.PROCESSING_ENDPOINT and "could not be read back" in letter.reason
+    assert IntakePosition.of(log.log_id) == 7

@@ -1,7 +1,7 @@
 """Parse workers: request bodies parsed in other processes give the same result as in-process.
 
 ``siyu serve`` hands ingestion bodies to spawned processes (``ingest.parsers``);
-messages come back pickled without their property dicts. These tests run the
+messages come back encoded for the intake log (``intake.pack``), their properties as JSON text. These tests run the
 endpoints with a real worker process and check what was recorded.
 """
 
@@ -75,13 +75,14 @@ def test_body_errors_from_a_worker_keep_their_status_and_order(client, post_segm
     assert single.status_code == 400 and single.json()["field"] == "event"
 
 
-def test_a_message_pickles_with_its_hashes_and_its_properties_as_json():
+@pytest.mark.parametrize("encoding", ["intake", "pickle"])  # pickle: the fallback of intake.pack
+def test_a_message_crosses_processes_with_its_hashes_and_its_properties_as_json(encoding):
     from siyu.analytics.engine import utcnow
-    from siyu.ingest import segment
+    from siyu.ingest import intake, segment
 
     msg = segment.parse({"type": "track", "userId": "u-9", "anonymousId": "a-9", "event": "Signed In",
                          "messageId": "x", "properties": {"k": 1}, "context": {"locale": "zh-CN"}}, utcnow())
-    back = pickle.loads(pickle.dumps(msg))
+    back = intake.unpack(intake.pack([msg]))[0] if encoding == "intake" else pickle.loads(pickle.dumps(msg))
     assert back.claims == msg.claims and [c.key for c in back.claims] == [c.key for c in msg.claims]
     assert back.distinct == msg.distinct and back.distinct.strong
     assert (back.message_id, back.timestamp, back.event, back.touch) == (msg.message_id, msg.timestamp, msg.event,

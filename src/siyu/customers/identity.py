@@ -52,7 +52,8 @@ _KINDS = frozenset(IdentityKind.values)
 class Claim(msgspec.Struct, frozen=True, array_like=True, gc=False):
     """One id a message carries: its kind, its normalised value, and ``key`` = (kind, keyed hash),
     what lookups use. A ``msgspec`` struct, as claims cross processes inside every message
-    (``ingest.intake.pack``); equal when kind and value are (the key follows from them)."""
+    (``ingest.intake.pack``), encoded by position: a new field goes last, with a default. Equal
+    when all three are (the key follows from kind and value under one lookup key)."""
 
     kind: str
     value: str

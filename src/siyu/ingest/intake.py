@@ -66,10 +66,11 @@ _PICKLED = b"P"  # the mark of a row ``pack`` had to pickle (MessagePack arrays 
 def pack(messages: list[Message]) -> bytes:
     """``messages`` as the bytes of an intake row: MessagePack (``Message`` is a struct that
     encodes by position), or, for the rare value MessagePack cannot hold (an integer beyond 64
-    bits, which a caller other than the JSON endpoints could pass), the mark and a pickle."""
+    bits, a lone surrogate: what a caller other than the JSON endpoints could pass), the mark and
+    a pickle."""
     try:
         return _ENCODER.encode(messages)
-    except (OverflowError, TypeError, msgspec.EncodeError):
+    except (OverflowError, TypeError, ValueError, msgspec.EncodeError):  # ValueError: a lone surrogate
         return _PICKLED + pickle.dumps(messages, protocol=pickle.HIGHEST_PROTOCOL)
 
 

@@ -37,6 +37,9 @@ class MessageError(ValueError):
 
 
 class OrderInfo(msgspec.Struct, array_like=True, gc=False):
+    """The order an ``Order Completed`` or ``Order Refunded`` carries (encoded by position, as
+    ``Message`` is: a new field goes last, with a default)."""
+
     order_id: str
     kind: str  # "completed" | "refunded"
     amount: Decimal | None

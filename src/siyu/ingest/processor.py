@@ -25,6 +25,7 @@ rolls it back otherwise (the group will be processed again).
 
 from __future__ import annotations
 
+import base64
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -63,11 +64,12 @@ class Host(Protocol):
 
 
 class IntakeProcessor:
-    def __init__(self, path: str, host: Host, after_group: Callable[[], None] | None = None) -> None:
-        """``after_group`` runs after each group is processed (the processing process collects
-        its garbage there: ``collector.between_batches``)."""
+    def __init__(self, path: str, host: Host, after_work: Callable[[], None] | None = None) -> None:
+        """``after_work`` runs after each group is processed, and after each fold, sync or retry
+        when idle (the processing process collects its garbage there:
+        ``collector.between_batches``)."""
         self._path, self._host = path, host
-        self._after_group = after_group or (lambda: None)
+        self._after_work = after_work or (lambda: None)
         self.processed = 0
 
     def run(self) -> None:
@@ -81,13 +83,14 @@ class IntakeProcessor:
         reader = IntakeLog(self._path)
         try:
             while not self._recover(reader):
+                self._after_work()
                 time.sleep(RETRY_SECONDS)
             while True:
                 rows = reader.read(self.processed, MAX_GROUP)
                 if rows:
                     ok = self._process(rows, reader.log_id)
                     del rows  # freed before the collection
-                    self._after_group()
+                    self._after_work()
                     if not ok:
                         time.sleep(RETRY_SECONDS)
                     continue
@@ -97,6 +100,7 @@ class IntakeProcessor:
                     break
                 if state == IDLE:
                     self._fold() if folding else self._sync()
+                    self._after_work()
             self._fold()
             reader.forget(self.processed)
         finally:
@@ -181,9 +185,14 @@ def dead_letters(row: Row, log_id: str, error: Exception) -> None:
     from siyu.ingest.messages import as_record
 
     reason = f"accepted, then failed in processing: {type(error).__name__}: {error}"
+    try:
+        records = [as_record(m) for _source, m in row.items()]
+    except Exception as exc:  # noqa: BLE001 - a row that cannot even be decoded is kept as it is
+        reason = f"accepted, then could not be read back: {type(exc).__name__}: {exc}"
+        records = [{"intake_row": row.id, "messages": row.n, "data_base64": base64.b64encode(row.messages).decode()}]
     with transaction.atomic():
-        for index, (_source, m) in enumerate(row.items()):
-            DeadLetter.record(row.source_id, PROCESSING_ENDPOINT, index, as_record(m), "", reason)
+        for index, record in enumerate(records):
+            DeadLetter.record(row.source_id, PROCESSING_ENDPOINT, index, record, "", reason)
         IntakePosition.save_position(log_id, row.id)
 
 

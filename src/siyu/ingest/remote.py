@@ -50,10 +50,10 @@ def _child_main(conn, path: str) -> None:
     lock = threading.Lock()  # one request at a time on the one pipe
     engine.use_store(RemoteStore(conn, lock))
     gc.freeze()
-    # Collected between groups, not while one is being processed; all generations every 100
-    # groups (up to two million messages), as this process runs for as long as the server.
+    # Collected between groups (and after idle work), not while one is being processed; all
+    # generations every 100 times, as this process runs for as long as the server.
     with between_batches(full_every=100) as collect:
-        IntakeProcessor(path, PipeHost(conn, lock), after_group=collect).run()
+        IntakeProcessor(path, PipeHost(conn, lock), after_work=collect).run()
     conn.send(("exit",))
 
 

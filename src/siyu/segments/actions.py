@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import csv
 import io
+import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -138,8 +139,18 @@ def refresh_segment(actor: Actor, segment: Segment, *, engine: Engine | None = N
     return refresh
 
 
+_REFRESHING = threading.Lock()  # one run at a time: the scheduler, the console and the API may all ask
+
+
 def refresh_all(actor: Actor, *, engine: Engine | None = None) -> dict[str, Any]:
-    """Bring the event store up to date, then refresh every rule tag and every segment."""
+    """Bring the event store up to date, then refresh every rule tag and every segment. A run
+    asked for while another is going waits for it (they would share the engine's materialized
+    relations, and replace the same members)."""
+    with _REFRESHING:
+        return _refresh_all(actor, engine)
+
+
+def _refresh_all(actor: Actor, engine: Engine | None) -> dict[str, Any]:
     started = time.perf_counter()
     store = get_store()
     sync.sync_all(store)
