@@ -279,7 +279,7 @@ def test_a_rich_update_writes_back_only_the_columns_it_changed():
     with CaptureQueriesContext(connection) as queries:
         apply_updates([ProfileUpdate(person_id=person.pk, at=T0 + timedelta(hours=1), traits={"level": "L2"},
                                      touch={"channel": "douyin"})])
-    updates = [q["sql"] for q in queries.captured_queries if "UPDATE" in q["sql"]]
+    updates = [q["sql"] for q in queries.captured_queries if "UPDATE customers_person SET" in q["sql"]]
     assert updates and not any("first_touch" in sql or "first_seen" in sql for sql in updates)
     if connection.vendor == "sqlite":  # PostgreSQL's jsonb keeps no spacing to compare
         with connection.cursor() as cur:
