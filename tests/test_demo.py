@@ -184,6 +184,31 @@ def test_a_folder_with_other_customers_is_left_alone():
     assert not Source.objects.exists()
 
 
+@pytest.mark.django_db(transaction=True)  # the sync level cannot change inside a transaction
+def test_the_bulk_load_settings_hold_only_while_the_history_loads():
+    from django.db import connection
+
+    from siyu.demo.build import BULK_CACHE_KIB, _bulk_load
+
+    if connection.vendor != "sqlite":
+        with _bulk_load():  # nothing to change on PostgreSQL
+            pass
+        return
+
+    def pragmas():
+        with connection.cursor() as cur:
+            return [cur.execute(f"PRAGMA {name}").fetchone()[0] for name in ("cache_size", "synchronous")]
+
+    before = pragmas()
+    assert before[1] == 2  # FULL, from the settings
+    with _bulk_load():
+        assert pragmas() == [-BULK_CACHE_KIB, 1]  # NORMAL
+    assert pragmas() == before
+    with pytest.raises(RuntimeError), _bulk_load():
+        raise RuntimeError("the build failed")
+    assert pragmas() == before
+
+
 @pytest.mark.django_db
 def test_a_build_that_never_finished_is_reported_not_taken_for_a_demo():
     from siyu.accounts.actor import Actor

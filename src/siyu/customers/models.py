@@ -74,7 +74,9 @@ class Person(models.Model):
 
 
 class Identity(models.Model):
-    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="identities")
+    # No index of its own: the (person, kind) index below serves every lookup by person, and a
+    # second index would only be one more B-tree written for each new identity.
+    person = models.ForeignKey(Person, on_delete=models.CASCADE, related_name="identities", db_index=False)
     kind = models.CharField(max_length=16, choices=IdentityKind.choices)
     value_hash = models.CharField(max_length=64)
     value_enc = models.TextField()

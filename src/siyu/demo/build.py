@@ -11,11 +11,13 @@ from __future__ import annotations
 import os
 import sys
 import time
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
 
 from django.conf import settings
+from django.db import connection
 from django.db.models import F, Sum
 
 from siyu import conf
@@ -30,6 +32,7 @@ DEMO_ACTOR = "demo"
 ADMIN = "admin"
 PARALLEL_FROM = 5_000  # customers
 BULK_WAL_FRAMES = 250_000  # ~1 GB: the build waits for a checkpoint rarely, and empties the log when done
+BULK_CACHE_KIB = 512 * 1024  # SQLite's page cache while loading (the default is 64 MiB)
 
 
 class DemoError(RuntimeError):
@@ -72,7 +75,7 @@ def build_demo(customers: int = 20_000, seed: int = 7, progress: bool = True, *,
         conf.pii_keys()
     source = ParallelStream(stream, workers) if workers else stream
     del stream  # with workers, only they keep the drawn brand
-    with between_batches() as collect, WAL.running(restart_at=BULK_WAL_FRAMES):
+    with between_batches() as collect, _bulk_load(), WAL.running(restart_at=BULK_WAL_FRAMES):
         fed = _feed(source.batches(), source_ids, plan.sessions, say, collect)
     from siyu.accounts.actions import create_user
 
@@ -141,6 +144,34 @@ def _feed(batches, source_ids: dict[str, int], sessions: int, say, collect) -> d
             last_say = now
     return {"accepted": accepted, "rejected": rejected, "ingest_s": round(ingesting, 1),
             "generator_wait_s": round(waiting, 1)}
+
+
+@contextmanager
+def _bulk_load():
+    """SQLite settings for loading the history, restored after.
+
+    A larger page cache: at a million customers each batch changes tens of thousands of pages
+    spread over a ~2 GB file (new identities land at random places in the lookup index, seen
+    customers anywhere in the person table), which the default cache cannot hold until the
+    commit. ``synchronous=NORMAL``: commits do not wait for the disk. A crash or power loss
+    then loses at most the last batches, never consistency, and a build that did not finish is
+    rebuilt anyway (``_existing``); the log is copied back into the database and synced before
+    the login, the build's last write, is created.
+    """
+    if connection.vendor != "sqlite":
+        yield
+        return
+    connection.ensure_connection()
+    raw = connection.connection
+    before = [raw.execute(f"PRAGMA {name}").fetchone()[0] for name in ("cache_size", "synchronous")]
+    raw.execute(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+    raw.execute("PRAGMA synchronous=NORMAL")
+    try:
+        yield
+    finally:
+        if connection.connection is raw:  # not if the connection broke and was replaced
+            raw.execute(f"PRAGMA cache_size={before[0]}")
+            raw.execute(f"PRAGMA synchronous={before[1]}")
 
 
 def default_workers(customers: int) -> int:
