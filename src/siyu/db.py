@@ -61,3 +61,16 @@ def json_text(value: Any) -> str:
         return orjson.dumps(value, default=str, option=orjson.OPT_NON_STR_KEYS).decode()
     except orjson.JSONEncodeError:  # an integer beyond 64 bits (a trait incremented far enough)
         return json.dumps(value, ensure_ascii=False, default=str)
+
+
+def drop_field_index(model_name: str, name: str, field, *, index: str, table: str, column: str):
+    """A migration operation that drops the index Django made for a field (``index``, the same
+    name on both databases) with a plain DROP INDEX, and records ``field`` (the field without its
+    index) in the migration state: altering the field instead would rebuild the table on SQLite."""
+    from django.db import migrations
+
+    return migrations.SeparateDatabaseAndState(
+        database_operations=[migrations.RunSQL(f"DROP INDEX IF EXISTS {index}",
+                                               reverse_sql=f"CREATE INDEX {index} ON {table} ({column})")],
+        state_operations=[migrations.AlterField(model_name=model_name, name=name, field=field)],
+    )

@@ -1,12 +1,9 @@
 """Person.last_seen loses its index: nearly every ingested message moves it, so the index cost
-a random page write per person seen, and nothing looks persons up by it.
-
-A plain DROP INDEX (the name Django gave it on both databases) rather than the table rebuild
-that altering the field would cause on SQLite."""
+a random page write per person seen, and nothing looks persons up by it."""
 
 from django.db import migrations, models
 
-INDEX = "customers_person_last_seen_4fcb4e65"
+from siyu.db import drop_field_index
 
 
 class Migration(migrations.Migration):
@@ -16,19 +13,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.SeparateDatabaseAndState(
-            database_operations=[
-                migrations.RunSQL(
-                    f"DROP INDEX IF EXISTS {INDEX}",
-                    reverse_sql=f"CREATE INDEX {INDEX} ON customers_person (last_seen)",
-                ),
-            ],
-            state_operations=[
-                migrations.AlterField(
-                    model_name="person",
-                    name="last_seen",
-                    field=models.DateTimeField(blank=True, null=True),
-                ),
-            ],
-        ),
+        drop_field_index("person", "last_seen", models.DateTimeField(blank=True, null=True),
+                         index="customers_person_last_seen_4fcb4e65", table="customers_person", column="last_seen"),
     ]

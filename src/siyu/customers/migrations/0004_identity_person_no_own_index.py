@@ -1,13 +1,10 @@
 """Identity.person loses its own index: the (person, kind) index already serves every lookup by
-person, and the second one cost one more B-tree write for each new identity.
-
-A plain DROP INDEX (the name Django gave it on both databases) rather than the table rebuild
-that altering the field would cause on SQLite."""
+person, and the second one cost one more B-tree write for each new identity."""
 
 import django.db.models.deletion
 from django.db import migrations, models
 
-INDEX = "customers_identity_person_id_f7c80685"
+from siyu.db import drop_field_index
 
 
 class Migration(migrations.Migration):
@@ -17,20 +14,9 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.SeparateDatabaseAndState(
-            database_operations=[
-                migrations.RunSQL(
-                    f"DROP INDEX IF EXISTS {INDEX}",
-                    reverse_sql=f"CREATE INDEX {INDEX} ON customers_identity (person_id)",
-                ),
-            ],
-            state_operations=[
-                migrations.AlterField(
-                    model_name="identity",
-                    name="person",
-                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE,
-                                            related_name="identities", to="customers.person"),
-                ),
-            ],
-        ),
+        drop_field_index("identity", "person",
+                         models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.CASCADE,
+                                           related_name="identities", to="customers.person"),
+                         index="customers_identity_person_id_f7c80685", table="customers_identity",
+                         column="person_id"),
     ]

@@ -1,13 +1,10 @@
 """Order.person loses its own index: the (person, placed_at) index already serves every lookup
-by person, and the second one cost one more B-tree write (at a random place) for each order.
-
-A plain DROP INDEX (the name Django gave it on both databases) rather than the table rebuild
-that altering the field would cause on SQLite."""
+by person, and the second one cost one more B-tree write (at a random place) for each order."""
 
 import django.db.models.deletion
 from django.db import migrations, models
 
-INDEX = "orders_order_person_id_d83c6a37"
+from siyu.db import drop_field_index
 
 
 class Migration(migrations.Migration):
@@ -17,20 +14,8 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        migrations.SeparateDatabaseAndState(
-            database_operations=[
-                migrations.RunSQL(
-                    f"DROP INDEX IF EXISTS {INDEX}",
-                    reverse_sql=f"CREATE INDEX {INDEX} ON orders_order (person_id)",
-                ),
-            ],
-            state_operations=[
-                migrations.AlterField(
-                    model_name="order",
-                    name="person",
-                    field=models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT,
-                                            related_name="orders", to="customers.person"),
-                ),
-            ],
-        ),
+        drop_field_index("order", "person",
+                         models.ForeignKey(db_index=False, on_delete=django.db.models.deletion.PROTECT,
+                                           related_name="orders", to="customers.person"),
+                         index="orders_order_person_id_d83c6a37", table="orders_order", column="person_id"),
     ]
