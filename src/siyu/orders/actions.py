@@ -10,6 +10,7 @@ from decimal import Decimal
 from django.db import connection
 from django.utils import timezone
 
+from siyu.db import datetime_param, json_param
 from siyu.orders.models import Order
 
 
@@ -45,7 +46,7 @@ def record_orders(facts: Iterable[OrderFact], *, new: bool = False) -> tuple[lis
     known = set() if new else known_orders(f.external_id for f in facts)
     new = [f for f in facts if f.external_id not in known]
     _insert(new)
-    refresh_order_stats({f.person_id for f in new})
+    _count_new(new)
     return [f.external_id for f in new], sorted(known)
 
 
@@ -72,14 +73,43 @@ def _insert(facts: list[OrderFact]) -> None:
     sql = (f"INSERT INTO {connection.ops.quote_name(Order._meta.db_table)} ({columns})"
            f" VALUES ({', '.join(['%s'] * len(fields))})")
     ops = connection.ops
-    dt, json_ = ops.adapt_datetimefield_value, ops.adapt_json_value
+    dt, json_ = datetime_param(), json_param()
     money = ops.adapt_decimalfield_value
     digits, places = Order._meta.get_field("amount").max_digits, Order._meta.get_field("amount").decimal_places
     now, zero, completed = dt(timezone.now()), money(Decimal("0"), digits, places), Order.Status.COMPLETED.value
     rows = [(f.external_id, f.person_id, dt(f.placed_at), money(f.amount, digits, places), zero, f.currency,
-             completed, f.channel, f.store, f.coupon, json_(f.items, None), f.origin, now) for f in facts]
+             completed, f.channel, f.store, f.coupon, json_(f.items), f.origin, now) for f in facts]
     with connection.cursor() as cur:
         cur.executemany(sql, rows)
+
+
+def _count_new(facts: list[OrderFact]) -> None:
+    """Add orders just inserted (completed, nothing refunded) to their persons' order attributes:
+    what ``refresh_order_stats`` would compute, without reading each person's orders again (it
+    cost a third of recording an order at a million customers). One UPDATE per person."""
+    if not facts:
+        return
+    per: dict[int, list] = {}  # person -> [count, amount, first, last]
+    for f in facts:
+        s = per.get(f.person_id)
+        if s is None:
+            per[f.person_id] = [1, f.amount, f.placed_at, f.placed_at]
+        else:
+            s[0] += 1
+            s[1] += f.amount
+            s[2], s[3] = min(s[2], f.placed_at), max(s[3], f.placed_at)
+    dt = datetime_param()
+    rows = [(n, amount, dt(first), dt(first), dt(last), dt(last), pid) for pid, (n, amount, first, last) in per.items()]
+    with connection.cursor() as cur:
+        cur.executemany(_COUNT_NEW_SQL, rows)
+
+
+_COUNT_NEW_SQL = (
+    "UPDATE customers_person SET order_count = order_count + %s, total_spend = total_spend + %s,"
+    " first_order_at = CASE WHEN first_order_at IS NULL OR first_order_at > %s THEN %s ELSE first_order_at END,"
+    " last_order_at = CASE WHEN last_order_at IS NULL OR last_order_at < %s THEN %s ELSE last_order_at END"
+    " WHERE id = %s"
+)
 
 
 def record_refunds(facts: Iterable[RefundFact]) -> list[str]:
