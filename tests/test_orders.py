@@ -57,3 +57,17 @@ def test_an_order_already_recorded_is_not_counted_again():
     assert record_orders([fact, fact]) == ([], ["O-1"])
     person.refresh_from_db()
     assert (person.order_count, person.total_spend) == (1, Decimal("12.30"))
+
+
+def test_lookups_by_person_are_served_by_the_composite_indexes_alone():
+    """customers.0004 and orders.0002 drop the person_id indexes by name: check on each database
+    that they are gone and that the composite indexes starting with person_id remain."""
+    from django.db import connection
+
+    with connection.cursor() as cur:
+        for table, composite in (("customers_identity", ["person_id", "kind"]),
+                                 ("orders_order", ["person_id", "placed_at"])):
+            indexes = [c["columns"] for c in connection.introspection.get_constraints(cur, table).values()
+                       if c["index"] and not c["primary_key"]]
+            assert ["person_id"] not in indexes, table
+            assert composite in indexes, table

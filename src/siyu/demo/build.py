@@ -8,7 +8,9 @@ summarises what the product recorded.
 
 from __future__ import annotations
 
+import logging
 import os
+import sqlite3
 import sys
 import time
 from contextlib import contextmanager
@@ -28,6 +30,7 @@ from siyu.demo.render import SOURCES
 from siyu.demo.stream import Batch, DemoStream, ParallelStream
 from siyu.wal import WAL
 
+log = logging.getLogger("siyu.demo")
 DEMO_ACTOR = "demo"
 ADMIN = "admin"
 PARALLEL_FROM = 5_000  # customers
@@ -155,8 +158,8 @@ def _bulk_load():
     customers anywhere in the person table), which the default cache cannot hold until the
     commit. ``synchronous=NORMAL``: commits do not wait for the disk. A crash or power loss
     then loses at most the last batches, never consistency, and a build that did not finish is
-    rebuilt anyway (``_existing``); the log is copied back into the database and synced before
-    the login, the build's last write, is created.
+    refused until rebuilt with --fresh (``_existing``). FULL is back before the login is
+    created, and that commit syncs the log, with every batch before it.
     """
     if connection.vendor != "sqlite":
         yield
@@ -170,8 +173,11 @@ def _bulk_load():
         yield
     finally:
         if connection.connection is raw:  # not if the connection broke and was replaced
-            raw.execute(f"PRAGMA cache_size={before[0]}")
-            raw.execute(f"PRAGMA synchronous={before[1]}")
+            try:
+                raw.execute(f"PRAGMA cache_size={before[0]}")
+                raw.execute(f"PRAGMA synchronous={before[1]}")
+            except sqlite3.Error:  # e.g. a transaction left open by a failure: never hide that error
+                log.exception("could not restore SQLite's settings after loading the demo")
 
 
 def default_workers(customers: int) -> int:
