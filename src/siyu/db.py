@@ -64,9 +64,10 @@ def json_text(value: Any) -> str:
 
 
 def drop_field_index(model_name: str, name: str, field, *, index: str, table: str, column: str):
-    """A migration operation that drops the index Django made for a field (``index``: the same
-    name on both databases while it is under PostgreSQL's 63 characters) with a plain DROP INDEX, and records ``field`` (the field without its
-    index) in the migration state: altering the field instead would rebuild the table on SQLite."""
+    """A migration operation that drops the index Django made for a field with a plain DROP INDEX
+    and records ``field`` (the field without its index) in the migration state: altering the
+    field instead would rebuild the table on SQLite. ``index`` has the same name on both
+    databases while it is under PostgreSQL's 63 characters."""
     from django.db import migrations
 
     return migrations.SeparateDatabaseAndState(

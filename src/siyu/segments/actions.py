@@ -23,7 +23,7 @@ from django.db import transaction
 from siyu.accounts.actor import Actor
 from siyu.analytics import sync
 from siyu.analytics.engine import EventStoreBusy, get_store
-from siyu.analytics.engines import Engine, get_engine
+from siyu.analytics.engines import Engine
 from siyu.customers.models import IdentityKind, Person
 from siyu.customers.queries import Lookup, NotFound, find_person
 from siyu.privacy.actions import audit
@@ -123,16 +123,17 @@ def delete_segment(actor: Actor, segment: Segment) -> None:
 def refresh_segment(actor: Actor, segment: Segment, *, engine: Engine | None = None,
                     now: datetime | None = None, using: Compiler | None = None) -> SegmentRefresh:
     """Recompute the members, store them with who entered and left, and record the size.
-    ``using``: a compiler shared by the segments of one run (``refresh_all``)."""
-    engine = using.engine if using is not None else engine or get_engine()
+    ``using``: a compiler shared by the segments of one run (``refresh_all``); its engine and
+    time then apply, not ``engine`` and ``now``."""
+    compiler = using or queries.compiler(engine, now)
     started = time.perf_counter()
-    ids = queries.member_ids(parse_rule(segment.rule), engine=engine, now=now, using=using)
+    ids = queries.member_ids(parse_rule(segment.rule), using=compiler)
     at = datetime.now(UTC)
     changed = get_store().replace_segment_members(segment.pk, pa.array(ids, type=pa.int64()), at)
     with transaction.atomic():
         refresh = SegmentRefresh.objects.create(
             segment=segment, at=at, size=changed["size"], entered=changed["entered"], left=changed["left"],
-            duration_ms=int((time.perf_counter() - started) * 1000), engine=engine.name)
+            duration_ms=int((time.perf_counter() - started) * 1000), engine=compiler.engine.name)
         segment.refreshed_at, segment.size = at, changed["size"]
         segment.save(update_fields=["refreshed_at", "size"])
         audit(actor, "change", "segment", segment.pk, op="refresh", size=changed["size"])
