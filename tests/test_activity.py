@@ -4,6 +4,7 @@ profile read meanwhile."""
 
 from __future__ import annotations
 
+import random
 import time
 from datetime import UTC, datetime
 
@@ -77,6 +78,31 @@ def test_a_fold_interrupted_before_the_store_is_cleared_folds_the_same_again(sou
     assert sync.fold_activity(store) == 1
     assert Person.objects.values().get(pk=once["id"]) == once
     assert store.activity_size() == 0
+
+
+def test_a_fold_writes_what_a_profile_read_showed_for_many_customers_and_times(source):
+    """The fold's parameters are made by the event store (``activity_to_fold``): times with and
+    without a fraction of a second, touches or none, ties, several customers. What it writes is
+    what a profile read showed before, and the stored times compare equal to the same datetimes
+    (the text SQLite keeps is Django's)."""
+    rng = random.Random(7)
+    users = [f"r{i}" for i in range(12)]
+    _ingest(source, *(_seen(u, "2026-01-01T00:00:00Z") for u in users))
+    times = ["2026-03-01T08:00:00Z", "2026-03-01T08:00:00.5Z", "2026-03-01T08:00:00.000001Z",
+             "2026-02-28T23:59:59.999999Z", "2026-03-02T10:30:00Z"]
+    touches = [{}, {"channel": "douyin"}, {"utm_source": "wechat", "utm_campaign": "秋季"}, {"store": "SH-01"}]
+    for _ in range(3):
+        _ingest(source, *(_seen(rng.choice(users), rng.choice(times), **rng.choice(touches)) for _ in range(20)))
+    actor = Actor.system("test")
+    before = {u: profile(_person(u), actor)["computed"] for u in users}
+    sync.fold_activity(get_store())
+    assert get_store().activity_size() == 0
+    for u in users:
+        assert profile(_person(u), actor)["computed"] == before[u], u
+        stored = _person(u)
+        assert Person.objects.filter(pk=stored.pk, last_seen=stored.last_seen, first_seen=stored.first_seen).exists()
+        if stored.last_touch_at is not None:
+            assert Person.objects.filter(pk=stored.pk, last_touch_at=stored.last_touch_at).exists()
 
 
 def test_activity_of_a_customer_merged_since_is_folded_into_the_survivor(source):

@@ -203,6 +203,43 @@ def _touch(text: str | None) -> dict[str, str] | None:
     return {k: v for k, v in orjson.loads(text).items() if v is not None} if text is not None else None
 
 
+def _activity_query(person_ids: Collection[int] | None) -> tuple[str, list]:
+    """``recent_activity`` aggregated per surviving person: (pid, lo, hi, f_at, f_touch, l_at,
+    l_touch), times as epoch microseconds, touches as JSON text with nulls (see ``activity``)."""
+    where, params = "", []
+    if person_ids is not None:
+        where, params = f" WHERE a.person_id IN ({', '.join('?' * len(person_ids))})", list(person_ids)
+    touched = " OR ".join(f"a.{name} IS NOT NULL" for name in TOUCH_COLUMNS)
+    fields = ", ".join(f"{name} := a.{name}" for name in TOUCH_COLUMNS)
+    # Times as microseconds and touches as JSON: DuckDB's conversion of zoned timestamps and
+    # structs to Python objects took 3/4 of a fold. ``k`` orders equal times by arrival.
+    return (
+        "WITH t AS (SELECT coalesce(o.person_id, a.person_id) AS pid, epoch_us(a.timestamp) AS ts,"
+        " epoch_us(a.timestamp)::HUGEINT * 4294967296 + a.rowid AS k,"
+        f" CASE WHEN {touched} THEN to_json(struct_pack({fields})) END AS touch"
+        f" FROM recent_activity a LEFT JOIN person_overrides o ON o.old_person_id = a.person_id{where})"
+        " SELECT pid, min(ts) AS lo, max(ts) AS hi, min(ts) FILTER (WHERE touch IS NOT NULL) AS f_at,"
+        " arg_min(touch, k) FILTER (WHERE touch IS NOT NULL) AS f_touch,"
+        " max(ts) FILTER (WHERE touch IS NOT NULL) AS l_at,"
+        " arg_max(touch, k) FILTER (WHERE touch IS NOT NULL) AS l_touch"
+        " FROM t GROUP BY pid ORDER BY pid", params)
+
+
+def _naive_text(us: str) -> str:
+    """SQL: epoch microseconds ``us`` as ``str()`` of the naive UTC datetime (no fraction when
+    it is whole seconds), the text Django's SQLite backend stores."""
+    ts = f"make_timestamp({us})"
+    return (f"CASE WHEN {us} % 1000000 = 0 THEN strftime({ts}, '%Y-%m-%d %H:%M:%S')"
+            f" ELSE strftime({ts}, '%Y-%m-%d %H:%M:%S.%f') END")
+
+
+def _touch_text(touch: str, naive: str) -> str:
+    """SQL: a touch (JSON text with nulls) without its nulls, with ``at``: its time, ``_naive_text``'s
+    text as ``datetime.isoformat()`` of the aware value writes it. NULL when ``touch`` is."""
+    return (f"CASE WHEN {touch} IS NOT NULL THEN json_merge_patch('{{}}', {touch},"
+            f" json_object('at', replace({naive}, ' ', 'T') || '+00:00'))::VARCHAR END")
+
+
 def _event_table(rows: Sequence[EventRow] | Mapping[str, Sequence[Any]]) -> pa.Table | None:
     """Rows or columns as an Arrow table of the event columns given; None when empty."""
     if isinstance(rows, Mapping):
@@ -425,28 +462,31 @@ class EventStore:
         last touch), the times aware UTC, the touches dicts of their non-empty facts (None when no
         event had any). Between equal times the first touch is the earliest recorded, the last
         the latest. ``person_ids``: only the events recorded under these ids."""
-        where, params = "", []
-        if person_ids is not None:
-            if not person_ids:
-                return
-            where, params = f" WHERE a.person_id IN ({', '.join('?' * len(person_ids))})", list(person_ids)
-        touched = " OR ".join(f"a.{name} IS NOT NULL" for name in TOUCH_COLUMNS)
-        fields = ", ".join(f"{name} := a.{name}" for name in TOUCH_COLUMNS)
-        # Times as microseconds and touches as JSON: DuckDB's conversion of zoned timestamps and
-        # structs to Python objects took 3/4 of a fold. ``k`` orders equal times by arrival.
+        if person_ids is not None and not person_ids:
+            return
         cur = self.cursor()
-        cur.execute(
-            "WITH t AS (SELECT coalesce(o.person_id, a.person_id) AS pid, epoch_us(a.timestamp) AS ts,"
-            " epoch_us(a.timestamp)::HUGEINT * 4294967296 + a.rowid AS k,"
-            f" CASE WHEN {touched} THEN to_json(struct_pack({fields})) END AS touch"
-            f" FROM recent_activity a LEFT JOIN person_overrides o ON o.old_person_id = a.person_id{where})"
-            " SELECT pid, min(ts), max(ts), min(ts) FILTER (WHERE touch IS NOT NULL),"
-            " arg_min(touch, k) FILTER (WHERE touch IS NOT NULL),"
-            " max(ts) FILTER (WHERE touch IS NOT NULL), arg_max(touch, k) FILTER (WHERE touch IS NOT NULL)"
-            " FROM t GROUP BY pid ORDER BY pid", params)
+        cur.execute(*_activity_query(person_ids))
         while rows := cur.fetchmany(chunk):
             yield [(pid, _at(lo), _at(hi), _at(f_at), _touch(f_touch), _at(l_at), _touch(l_touch))
                    for pid, lo, hi, f_at, f_touch, l_at, l_touch in rows]
+
+    def activity_to_fold(self, *, chunk: int = 10_000) -> Iterator[list[tuple]]:
+        """``activity`` of everyone, made here into what the fold writes (``profile.apply_activity``),
+        as DuckDB makes it faster than Python: rows of (person id, first seen, last seen, first touch
+        at, first touch, its channel, last touch at, last touch), the times naive UTC text as
+        ``str(datetime)`` writes it (SQLite's form), the touches JSON text of their non-empty facts
+        and ``at`` (the time, ISO 8601), the channel at most 64 characters ('' when none); the
+        touch fields are None when no event had a touch."""
+        sql, params = _activity_query(None)
+        cur = self.cursor()
+        cur.execute(
+            f"WITH g AS ({sql}), f AS (SELECT pid, {_naive_text('lo')} AS lo, {_naive_text('hi')} AS hi,"
+            f" {_naive_text('f_at')} AS f_at, f_touch, {_naive_text('l_at')} AS l_at, l_touch FROM g)"
+            f" SELECT pid, lo, hi, f_at, {_touch_text('f_touch', 'f_at')},"
+            " CASE WHEN f_touch IS NOT NULL THEN left(coalesce(json_extract_string(f_touch, '$.channel'), ''), 64) END,"
+            f" l_at, {_touch_text('l_touch', 'l_at')} FROM f ORDER BY pid", params)
+        while rows := cur.fetchmany(chunk):
+            yield rows
 
     def activity_size(self) -> int:
         return self.cursor().execute("SELECT count(*) FROM recent_activity").fetchone()[0]

@@ -285,7 +285,7 @@ def fold_activity(store: EventStore, chunk: int = 10_000) -> int:
         size = store.activity_size()
         if not size:
             return 0
-        for rows in store.activity(chunk=chunk):
+        for rows in store.activity_to_fold(chunk=chunk):
             with transaction.atomic():
                 apply_activity(rows)
             persons += len(rows)

@@ -110,6 +110,9 @@ class RemoteStore(_Remote):
     def activity(self, person_ids=None, *, chunk: int = 10_000) -> Iterator[list[tuple]]:
         return self._chunks("activity", person_ids, chunk=chunk)
 
+    def activity_to_fold(self, *, chunk: int = 10_000) -> Iterator[list[tuple]]:
+        return self._chunks("activity_to_fold", chunk=chunk)
+
     def message_id_chunks(self, since, limit: int, size: int) -> Iterator[list[tuple]]:
         return self._chunks("message_id_chunks", since, limit, size)
 
