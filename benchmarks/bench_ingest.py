@@ -148,11 +148,11 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def wait_for(port: int, server: subprocess.Popen, timeout: float = 60) -> None:
+def wait_for(port: int, server: subprocess.Popen, log: Path, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if server.poll() is not None:
-            raise SystemExit(f"server exited: {server.stdout.read().decode()[-2000:]}")
+            raise SystemExit(f"server exited: {log.read_text(errors='replace')[-2000:]}")
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
             return
@@ -257,10 +257,13 @@ def main() -> None:
     env["SIYU_BENCH_STAGES"] = str(stages_file)
     if args.stages:  # the steps are timed in the server's own interpreter: process there, in a thread
         env["SIYU_INGEST_PROCESS"] = "0"
-    server = subprocess.Popen([*serve, "--port", str(args.port), "--threads", str(max(32, args.connections + 8))],
-                              env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    # The server's output goes to a file: a pipe nobody reads during the run would fill and stop it.
+    log = Path(data_dir) / "server.log"
+    with log.open("wb") as out:
+        server = subprocess.Popen([*serve, "--port", str(args.port), "--threads", str(max(32, args.connections + 8))],
+                                  env=env, stdout=out, stderr=subprocess.STDOUT)
     try:
-        wait_for(args.port, server)
+        wait_for(args.port, server, log)
         # Warm-up: every user of the population identifies once (a running shop's steady state).
         warm = [json.dumps(b).encode() for b in _payloads.batches(args.users * 3 // 100, users=args.users, seed=0)]
         load(args.port, auth, warm, args.connections)

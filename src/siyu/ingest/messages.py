@@ -161,13 +161,21 @@ def scrub(data: Any, depth: int = 0) -> Any:
     if depth > 8:
         return None
     if isinstance(data, dict):
-        if PII_KEYS.isdisjoint(data) and not any(isinstance(v, (dict, list)) for v in data.values()):
-            return data
-        return {k: (scrub(v, depth + 1) if isinstance(v, (dict, list)) else v)
+        for v in data.values():
+            if isinstance(v, _CONTAINERS):
+                break
+        else:  # flat
+            if PII_KEYS.isdisjoint(data):
+                return data
+            return {k: v for k, v in data.items() if k not in PII_KEYS}
+        return {k: (scrub(v, depth + 1) if isinstance(v, _CONTAINERS) else v)
                 for k, v in data.items() if k not in PII_KEYS}
     if isinstance(data, list):
-        return [scrub(v, depth + 1) if isinstance(v, (dict, list)) else v for v in data]
+        return [scrub(v, depth + 1) if isinstance(v, _CONTAINERS) else v for v in data]
     return data
+
+
+_CONTAINERS = (dict, list)
 
 
 def parse_time(value: Any, field_name: str) -> datetime:
@@ -213,18 +221,20 @@ def parse_money(value: Any, field_name: str) -> Decimal:
 
 def touch_from(properties: dict[str, Any], campaign: dict[str, Any] | None = None) -> dict[str, str]:
     """Attribution facts (channel, UTM, store, QR scene, referrer) a message carries."""
-    campaign = campaign or {}
-    touch = {
-        "utm_source": campaign.get("source") or properties.get("utm_source"),
-        "utm_medium": campaign.get("medium") or properties.get("utm_medium"),
-        "utm_campaign": campaign.get("name") or properties.get("utm_campaign"),
-        "store": properties.get("store") or properties.get("store_id"),
-        "qr_scene": properties.get("qr_scene") or properties.get("scene"),
-        "referrer": properties.get("referrer_code") or properties.get("invite_code"),
-    }
-    touch = {k: str(v)[:100] for k, v in touch.items() if v not in (None, "") and not isinstance(v, (dict, list))}
-    channel = properties.get("channel") if isinstance(properties.get("channel"), str) else None
-    channel = channel or touch.get("utm_source") or ("store_qr" if "qr_scene" in touch or "store" in touch else None)
+    get = properties.get
+    if campaign:
+        facts = (("utm_source", campaign.get("source") or get("utm_source")),
+                 ("utm_medium", campaign.get("medium") or get("utm_medium")),
+                 ("utm_campaign", campaign.get("name") or get("utm_campaign")))
+    else:
+        facts = (("utm_source", get("utm_source")), ("utm_medium", get("utm_medium")),
+                 ("utm_campaign", get("utm_campaign")))
+    facts += (("store", get("store") or get("store_id")), ("qr_scene", get("qr_scene") or get("scene")),
+              ("referrer", get("referrer_code") or get("invite_code")))
+    touch = {k: str(v)[:100] for k, v in facts if v is not None and v != "" and not isinstance(v, _CONTAINERS)}
+    channel = get("channel")
+    channel = (channel if isinstance(channel, str) else None) or touch.get("utm_source") or (
+        "store_qr" if "qr_scene" in touch or "store" in touch else None)
     if channel:
         touch["channel"] = channel[:64]
     return touch

@@ -15,16 +15,77 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import pickle
+import queue
 import threading
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
-from typing import TypeVar
+from typing import Any, TypeVar
 
 log = logging.getLogger("siyu.ingest")
 T = TypeVar("T")
 
-_pool: ProcessPoolExecutor | None = None
+
+class WorkerDied(Exception):
+    """A parse worker ended (killed, out of memory) before it answered."""
+
+
+class _Worker:
+    """One parse worker process and the server's end of its pipe. A call is one message each
+    way on the pipe, made by the request thread itself: no feeder or result thread, no futures
+    (``concurrent.futures.ProcessPoolExecutor`` cost the server ~4x the CPU a call)."""
+
+    def __init__(self, ctx) -> None:
+        self.conn, child = ctx.Pipe()
+        self.process = ctx.Process(target=_serve, args=(child,), name="siyu-parse-worker", daemon=True)
+        self.process.start()
+        child.close()
+
+    def call(self, func: Callable[..., T], args: tuple) -> T:
+        try:
+            self.conn.send((func, args))
+            status, value = self.conn.recv()
+        except (EOFError, OSError) as exc:
+            raise WorkerDied(str(exc)) from None
+        if status == "error":
+            raise value
+        return value
+
+    def close(self) -> None:
+        self.conn.close()  # the worker reads the end of its pipe and leaves
+        self.process.join(timeout=10)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+
+
+class _Pool:
+    """The workers; a call takes whichever is idle (waiting, without the GIL, when none is)."""
+
+    def __init__(self, workers: int) -> None:
+        ctx = multiprocessing.get_context("spawn")  # not forked: the server process already runs threads
+        self.size = workers
+        self.workers = [_Worker(ctx) for _ in range(workers)]
+        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        for worker in self.workers:
+            self._idle.put(worker)
+        self.broken = False
+
+    def run(self, func: Callable[..., T], args: tuple) -> T:
+        worker = self._idle.get()
+        try:
+            return worker.call(func, args)
+        except WorkerDied:
+            self.broken = True
+            raise
+        finally:
+            self._idle.put(worker)
+
+    def shutdown(self) -> None:
+        for worker in self.workers:
+            worker.close()
+
+
+_pool: _Pool | None = None
 _lock = threading.Lock()
 
 
@@ -44,12 +105,18 @@ def start(workers: int) -> None:
     with _lock:
         if _pool is not None:
             return
-        # Spawned, not forked: the server process already runs threads.
-        _pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                    initializer=_init_worker)
-        pool = _pool
-    for fut in [pool.submit(os.getpid) for _ in range(workers * 2)]:
-        fut.result()
+        pool = _Pool(workers)
+    try:
+        for worker in pool.workers:  # the first call returns once the worker has set up Django
+            worker.call(os.getpid, ())
+    except WorkerDied:
+        pool.shutdown()
+        raise
+    with _lock:
+        if _pool is None:
+            _pool = pool
+            return
+    pool.shutdown()  # another thread started workers meanwhile
 
 
 def stop() -> None:
@@ -57,35 +124,57 @@ def stop() -> None:
     with _lock:
         pool, _pool = _pool, None
     if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
+        pool.shutdown()
 
 
 def run(func: Callable[..., T], *args) -> T:
     """``func(*args)`` in a parse worker, or in this thread when there are none.
 
-    A worker that died (killed, out of memory) fails its calls; the pool is then
+    A worker that died (killed, out of memory) fails its call; the workers are then
     replaced and the call runs here, so a request is never lost to it.
     """
     pool = _pool
     if pool is None:
         return func(*args)
     try:
-        return pool.submit(func, *args).result()
-    except BrokenProcessPool:
+        return pool.run(func, args)
+    except WorkerDied:
         log.exception("a parse worker died; restarting the workers")
         _restart(pool)
         return func(*args)
 
 
-def _restart(broken: ProcessPoolExecutor) -> None:
+def _restart(broken: _Pool) -> None:
     global _pool
     with _lock:
         if _pool is not broken:
             return
-        workers = broken._max_workers
         _pool = None
-    broken.shutdown(wait=False, cancel_futures=True)
-    threading.Thread(target=start, args=(workers,), name="siyu-parse-restart", daemon=True).start()
+    threading.Thread(target=_replace, args=(broken,), name="siyu-parse-restart", daemon=True).start()
+
+
+def _replace(broken: _Pool) -> None:
+    broken.shutdown()
+    start(broken.size)
+
+
+def _serve(conn) -> None:
+    """A worker's life: set up, then answer calls until the server closes its end of the pipe.
+    Errors go back as values (a call's own exception, raised again in the server)."""
+    _init_worker()
+    while True:
+        try:
+            func, args = conn.recv()
+        except (EOFError, OSError):
+            return
+        try:
+            answer: tuple[str, Any] = ("ok", func(*args))
+        except Exception as exc:  # noqa: BLE001 - handed to the caller, which raises it
+            answer = ("error", exc)
+        try:
+            conn.send(answer)
+        except (pickle.PicklingError, TypeError, AttributeError) as exc:  # an answer that cannot cross
+            conn.send(("error", RuntimeError(f"{func.__name__}: answer cannot be sent back: {exc}")))
 
 
 def _init_worker() -> None:

@@ -105,9 +105,10 @@ def _ids(raw: dict, msg_type: str, traits: dict[str, Any]) -> tuple[list[Claim],
         claims.append(_claim("anonymous_id", anonymous_id, "anonymousId"))
     if not claims:
         raise MessageError("userId", "either userId or anonymousId is required")
-    for key, kind in TRAIT_IDS.items():
-        if traits.get(key) not in (None, ""):
-            claims.append(_claim(kind, traits[key], f"traits.{key}"))
+    if traits and not TRAIT_IDS.keys().isdisjoint(traits):  # most messages carry no traits
+        for key, kind in TRAIT_IDS.items():
+            if traits.get(key) not in (None, ""):
+                claims.append(_claim(kind, traits[key], f"traits.{key}"))
     return claims, claims[0]
 
 
@@ -150,7 +151,7 @@ def parse(raw: Any, received_at: datetime, *, msg_type: str | None = None,
     msg_type = msg_type or raw.get("type")
     if msg_type not in TYPES:
         raise MessageError("type", f"must be one of {', '.join(TYPES)}")
-    context = {**(batch_context or {}), **_object(raw, "context")}
+    context = {**batch_context, **_object(raw, "context")} if batch_context else _object(raw, "context")
     if not isinstance(context.get("campaign", {}), dict):
         raise MessageError("context.campaign", "must be an object")
     properties = _object(raw, "properties")
