@@ -4,8 +4,7 @@ from django.views.decorators.csrf import csrf_exempt
 
 from siyu.api import api
 from siyu.ingest import views as ingest_views
-
-SEGMENT_TYPES = "identify|track|page|screen|group|alias|batch"
+from siyu.ingest.views import SEGMENT_TYPES
 
 
 # API clients get JSON for a path nobody serves, in the shape of the endpoints beside it; the

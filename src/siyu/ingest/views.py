@@ -25,6 +25,7 @@ from siyu.ingest.models import DeadLetter, Source
 from siyu.ingest.writer import Overloaded, get_writer
 
 WAIT_SECONDS = 60
+SEGMENT_TYPES = "identify|track|page|screen|group|alias|batch"  # the endpoints under /v1/
 _KEY_TTL = 10.0
 _keys: dict[str, tuple[float, int | None]] = {}
 
