@@ -170,3 +170,29 @@ def test_the_idle_writer_brings_in_merges_and_leaves_the_full_copies_to_the_sche
     busy._last_commit -= IDLE_SYNC_SECONDS
     assert Scheduler.sync_copies() is True
     assert copied() == 1  # the survivor
+
+
+def test_the_store_checkpoints_on_a_thread_of_its_own_while_commits_go_on(tmp_path, monkeypatch):
+    """Past ``CHECKPOINT_BYTES`` of WAL a commit has the checkpoint thread copy it into the
+    database file; appends and deletes committed meanwhile are kept, and closing waits for it."""
+    from siyu.analytics import engine
+
+    monkeypatch.setattr(engine, "CHECKPOINT_BYTES", 1)
+    store = engine.EventStore(tmp_path / "events.duckdb")
+    rows = [engine.EventRow(uuid=f"u{i}", message_id=f"m{i}", source_id=1, type="track", event="Viewed", person_id=i,
+                            distinct_hash="d", timestamp=datetime(2026, 3, 1, tzinfo=UTC),
+                            received_at=datetime(2026, 3, 1, tzinfo=UTC)) for i in range(2000)]
+    store.append(rows[:1000])
+    first = store._checkpoint
+    assert first is not None  # asked for by the commit, run elsewhere
+    store.append(rows[1000:])  # while it may still run
+    with store._writing(changes_analytics=False) as cur:
+        cur.execute("DELETE FROM events WHERE person_id < 10")
+    first.result(timeout=60)
+    if store._checkpoint is not None:
+        store._checkpoint.result(timeout=60)
+    assert store.cursor().execute("SELECT count(*), min(person_id) FROM events").fetchone() == (1990, 10)
+    store.close()
+    again = engine.EventStore(tmp_path / "events.duckdb")
+    assert again.cursor().execute("SELECT count(*) FROM events").fetchone()[0] == 1990
+    again.close()

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import itertools
 import json
+import logging
+import os
 import threading
 from collections.abc import Collection, Iterable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -47,6 +49,8 @@ EVENT_COLUMNS: tuple[tuple[str, str, pa.DataType], ...] = (
     ("context", "JSON", pa.string()),
 )
 _COLUMN_NAMES = ", ".join(name for name, _sql, _arrow in EVENT_COLUMNS)
+CHECKPOINT_BYTES = 128 * 2**20  # WAL past which a commit has the store checkpointed (``_checkpoint_soon``)
+log = logging.getLogger("siyu.analytics")
 # The attribution facts of a message (``messages.touch_from``): event columns, but for the referral
 # code, which stays in the properties.
 TOUCH_COLUMNS = ("channel", "utm_source", "utm_medium", "utm_campaign", "store", "qr_scene", "referrer")
@@ -377,15 +381,18 @@ class EventStore:
                 ext_dir = Path(self.path).parent / "duckdb_extensions"
                 ext_dir.mkdir(parents=True, exist_ok=True)
                 config["extension_directory"] = str(ext_dir)
-            # Checkpoint once 128 MB of WAL gathered, not DuckDB's 16 MB: ingestion commits a few
-            # MB each, and checkpointing every few commits cost more than the appends themselves.
-            config["checkpoint_threshold"] = "128MB"
+            # Checkpoints run on a thread of their own once CHECKPOINT_BYTES of WAL gathered
+            # (``_checkpoint_soon``); DuckDB's own, inside the commit that crosses its threshold,
+            # is only a safety net for when those keep failing.
+            config["checkpoint_threshold"] = "1GB"
             self._con = duckdb.connect(self.path, config=config)
         except duckdb.IOException as exc:
             raise EventStoreBusy(
                 f"the event store {self.path} is in use by another siyu process "
                 "(stop `siyu serve` or send the data through its API)"
             ) from exc
+        self._wal = self.path + ".wal"
+        self._checkpoint: Future | None = None
         self.tz = _quote(settings.TIME_ZONE)
         for stmt in SCHEMA:
             self._con.execute(stmt)
@@ -411,7 +418,36 @@ class EventStore:
         return self._con.cursor()
 
     def close(self) -> None:
+        if self._checkpoint is not None:
+            wait([self._checkpoint])
         self._con.close()
+
+    # -- checkpoints -----------------------------------------------------------
+    _checkpointer = ThreadPoolExecutor(1, thread_name_prefix="siyu-duckdb-checkpoint")
+
+    def _checkpoint_soon(self) -> None:
+        """After a commit: copy the WAL into the database file on the checkpoint thread once
+        ``CHECKPOINT_BYTES`` of it gathered. DuckDB's own checkpoint runs inside the commit that
+        crosses its threshold, and at a few MB a commit ingestion then waited 2-4 s every ~300 000
+        events while the server compressed them (the processing process idle meanwhile); DuckDB
+        lets commits and reads go on during a checkpoint, so here nothing waits for it."""
+        if self.path == ":memory:" or (self._checkpoint is not None and not self._checkpoint.done()):
+            return
+        try:
+            if os.path.getsize(self._wal) < CHECKPOINT_BYTES:
+                return
+        except OSError:  # no WAL
+            return
+        self._checkpoint = self._checkpointer.submit(self._run_checkpoint)
+
+    def _run_checkpoint(self) -> None:
+        cur = self._con.cursor()
+        try:
+            cur.execute("CHECKPOINT")
+        except duckdb.Error:  # the next commit asks again; past 1 GB DuckDB checkpoints itself
+            log.warning("checkpointing the event store failed; will retry", exc_info=True)
+        finally:
+            cur.close()
 
     # -- writes (the ingest writer thread) -----------------------------------
     def append(self, rows: Sequence[EventRow] | Mapping[str, Sequence[Any]], *,
@@ -566,6 +602,7 @@ class EventStore:
                     cur.unregister("_incoming")
             if changes_analytics:
                 self.generation += 1
+        self._checkpoint_soon()
 
     # -- segment membership --------------------------------------------------
     def replace_segment_members(self, segment_id: int, person_ids: pa.Array, at: datetime) -> dict[str, int]:
