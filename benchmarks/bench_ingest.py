@@ -277,7 +277,12 @@ def main() -> None:
         rounds, q = [], mp.Queue()
         marks = [(time.perf_counter(), CpuShare.sample(server.pid))]
         sender = start_load(args.port, auth, bodies, args.connections, q)
+        deadline, answer = time.monotonic() + 600 + args.rounds * args.requests * 0.05, None
         while len(marks) <= args.rounds:  # a round ends when its last request's row is processed
+            if answer is None and not sender.is_alive():
+                answer = finish_load(sender, q)  # stops here if requests failed
+            if time.monotonic() > deadline:
+                raise SystemExit("the rounds did not finish in time")
             status = ingestion_status(conn, token)
             if status["processed_position"] - first_row >= len(marks) * args.requests:
                 marks.append((time.perf_counter(), CpuShare.sample(server.pid)))
@@ -288,8 +293,11 @@ def main() -> None:
                 print(f"round {len(rounds)}: {args.requests * 100} events processed in {t1 - t0:.2f}s"
                       f" = {rate:,.0f} events/s | {share} | {share.per_message(rate)}", flush=True)
                 continue
+            if answer is not None and status["backlog"] == 0:
+                raise SystemExit("every request was answered and processed, but fewer reached the intake log"
+                                 " than were sent (some accepted nothing?)")
             time.sleep(0.1)
-        answered, accepted = finish_load(sender, q)
+        answered, accepted = answer if answer is not None else finish_load(sender, q)
         elapsed = drained(args.port, token) - marks[0][0]
         end = CpuShare.sample(server.pid)
         share = CpuShare(marks[0][1], end, elapsed)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -183,6 +184,7 @@ def test_the_store_checkpoints_on_a_thread_of_its_own_while_commits_go_on(tmp_pa
                             distinct_hash="d", timestamp=datetime(2026, 3, 1, tzinfo=UTC),
                             received_at=datetime(2026, 3, 1, tzinfo=UTC)) for i in range(2000)]
     store.append(rows[:1000])
+    wal = os.path.getsize(store._wal)
     first = store._checkpoint
     assert first is not None  # asked for by the commit, run elsewhere
     store.append(rows[1000:])  # while it may still run
@@ -191,6 +193,7 @@ def test_the_store_checkpoints_on_a_thread_of_its_own_while_commits_go_on(tmp_pa
     first.result(timeout=60)
     if store._checkpoint is not None:
         store._checkpoint.result(timeout=60)
+    assert not os.path.exists(store._wal) or os.path.getsize(store._wal) < wal  # copied into the file
     assert store.cursor().execute("SELECT count(*), min(person_id) FROM events").fetchone() == (1990, 10)
     store.close()
     again = engine.EventStore(tmp_path / "events.duckdb")

@@ -103,3 +103,20 @@ def test_a_killed_worker_loses_no_request_and_the_workers_come_back(post_segment
     while workers._pool is None and time.monotonic() < deadline:
         time.sleep(0.2)
     assert workers.run(os.getpid) != os.getpid()
+
+
+def test_stopping_the_workers_lets_the_calls_under_way_finish():
+    import threading
+    import time
+
+    from siyu.ingest import parsers
+
+    parsers.start(1)
+    results = []
+    caller = threading.Thread(target=lambda: results.append(parsers.run(time.sleep, 0.5)))
+    caller.start()
+    time.sleep(0.1)  # the call is in the worker
+    parsers.stop()  # waits for it, then closes the worker's pipe
+    caller.join(timeout=30)
+    assert results == [None]
+    assert parsers.run(os.getpid) == os.getpid()  # no workers: parsed here

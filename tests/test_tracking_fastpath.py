@@ -43,6 +43,7 @@ def test_segment_answers_are_those_of_the_django_handler(source, post_segment):
     status, headers, content = call("post", "/v1/batch", good, **basic(source.write_key))
     assert status == "200 OK" and json.loads(content) == {"success": True, "accepted": 1, "rejected": []}
     assert headers["Content-Type"] == "application/json" and headers["X-Content-Type-Options"] == "nosniff"
+    assert headers["Content-Length"] == str(len(content))  # else the server closes keep-alive connections
     status, _h, content = call("post", "/v1/track/", bad, **basic(source.write_key))
     assert (status, json.loads(content)) == ("400 Bad Request", post_segment("/v1/track", bad).json())
     assert call("post", "/v1/batch", good)[0] == "401 Unauthorized"  # no write key
@@ -54,6 +55,11 @@ def test_sensors_is_served_there_too(sensors_source):
     data = base64.b64encode(json.dumps(record).encode()).decode()
     status, _h, content = call("get", f"/sa?project={sensors_source.name}&data={data}")
     assert status == "200 OK" and json.loads(content)["accepted"] == 1
+
+
+def test_a_host_not_allowed_is_refused_there_too(source, settings):
+    settings.ALLOWED_HOSTS = ["shop.example"]
+    assert call("post", "/v1/batch", b"{}", HTTP_HOST="evil.example")[0] == "400 Bad Request"
 
 
 def test_other_paths_go_through_django(source):

@@ -8,6 +8,7 @@ store through rerunnable syncs that remember how far they got (``sync_state``).
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import logging
@@ -393,6 +394,8 @@ class EventStore:
             ) from exc
         self._wal = self.path + ".wal"
         self._checkpoint: Future | None = None
+        self._checkpoint_lock = threading.Lock()
+        self._closing = False
         self.tz = _quote(settings.TIME_ZONE)
         for stmt in SCHEMA:
             self._con.execute(stmt)
@@ -418,8 +421,11 @@ class EventStore:
         return self._con.cursor()
 
     def close(self) -> None:
-        if self._checkpoint is not None:
-            wait([self._checkpoint])
+        with self._checkpoint_lock:
+            self._closing = True  # no checkpoint is asked for after this
+            running = self._checkpoint
+        if running is not None:
+            wait([running])
         self._con.close()
 
     # -- checkpoints -----------------------------------------------------------
@@ -431,23 +437,28 @@ class EventStore:
         crosses its threshold, and at a few MB a commit ingestion then waited 2-4 s every ~300 000
         events while the server compressed them (the processing process idle meanwhile); DuckDB
         lets commits and reads go on during a checkpoint, so here nothing waits for it."""
-        if self.path == ":memory:" or (self._checkpoint is not None and not self._checkpoint.done()):
+        if self.path == ":memory:":
             return
         try:
             if os.path.getsize(self._wal) < CHECKPOINT_BYTES:
                 return
         except OSError:  # no WAL
             return
-        self._checkpoint = self._checkpointer.submit(self._run_checkpoint)
+        with self._checkpoint_lock:
+            if self._closing or (self._checkpoint is not None and not self._checkpoint.done()):
+                return
+            with contextlib.suppress(RuntimeError):  # the interpreter is shutting down: DuckDB checkpoints when closed
+                self._checkpoint = self._checkpointer.submit(self._run_checkpoint)
 
     def _run_checkpoint(self) -> None:
-        cur = self._con.cursor()
         try:
-            cur.execute("CHECKPOINT")
+            cur = self._con.cursor()
+            try:
+                cur.execute("CHECKPOINT")
+            finally:
+                cur.close()
         except duckdb.Error:  # the next commit asks again; past 1 GB DuckDB checkpoints itself
             log.warning("checkpointing the event store failed; will retry", exc_info=True)
-        finally:
-            cur.close()
 
     # -- writes (the ingest writer thread) -----------------------------------
     def append(self, rows: Sequence[EventRow] | Mapping[str, Sequence[Any]], *,

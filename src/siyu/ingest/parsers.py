@@ -18,6 +18,7 @@ import os
 import pickle
 import queue
 import threading
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -26,13 +27,15 @@ T = TypeVar("T")
 
 
 class WorkerDied(Exception):
-    """A parse worker ended (killed, out of memory) before it answered."""
+    """A parse worker ended (killed, out of memory) before it answered, or the workers were
+    stopped."""
 
 
 class _Worker:
     """One parse worker process and the server's end of its pipe. A call is one message each
     way on the pipe, made by the request thread itself: no feeder or result thread, no futures
-    (``concurrent.futures.ProcessPoolExecutor`` cost the server ~4x the CPU a call)."""
+    (``concurrent.futures.ProcessPoolExecutor`` cost the server ~4x the CPU a call). Only the
+    thread that took the worker from the pool uses its pipe."""
 
     def __init__(self, ctx) -> None:
         self.conn, child = ctx.Pipe()
@@ -59,33 +62,63 @@ class _Worker:
 
 
 class _Pool:
-    """The workers; a call takes whichever is idle (waiting, without the GIL, when none is)."""
+    """The workers; a call takes whichever is idle (waiting, without the GIL, when none is) and
+    gives it back after. ``shutdown`` closes each worker once it is given back, so a pipe is never
+    closed under a call (a call on a worker that died ends at once, with ``WorkerDied``)."""
+
+    _CLOSED = None  # in the idle queue once the pool is shut down: calls waiting for a worker end
 
     def __init__(self, workers: int) -> None:
         ctx = multiprocessing.get_context("spawn")  # not forked: the server process already runs threads
         self.size = workers
-        self.workers = [_Worker(ctx) for _ in range(workers)]
-        self._idle: queue.SimpleQueue[_Worker] = queue.SimpleQueue()
+        self.workers: list[_Worker] = []
+        try:
+            for _ in range(workers):
+                self.workers.append(_Worker(ctx))
+        except BaseException:
+            self.shutdown()
+            raise
+        self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
         for worker in self.workers:
             self._idle.put(worker)
-        self.broken = False
 
     def run(self, func: Callable[..., T], args: tuple) -> T:
         worker = self._idle.get()
+        if worker is self._CLOSED:
+            self._idle.put(worker)
+            raise WorkerDied("the parse workers were stopped")
         try:
             return worker.call(func, args)
-        except WorkerDied:
-            self.broken = True
-            raise
         finally:
             self._idle.put(worker)
 
-    def shutdown(self) -> None:
-        for worker in self.workers:
+    def shutdown(self, timeout: float = 30.0) -> None:
+        """Close every worker as it comes back from its call; after ``timeout`` seconds, kill the
+        ones still busy (their calls then end with ``WorkerDied``) and close them as they come back."""
+        idle = getattr(self, "_idle", None)
+        if idle is None:  # failed while starting: nobody called these
+            for worker in self.workers:
+                worker.close()
+            return
+        deadline = time.monotonic() + timeout
+        left = len(self.workers)
+        while left:
+            try:
+                worker = idle.get(timeout=max(0.05, deadline - time.monotonic()))
+            except queue.Empty:
+                for busy in self.workers:
+                    busy.process.kill()
+                deadline = time.monotonic() + timeout
+                continue
+            if worker is self._CLOSED:
+                continue
             worker.close()
+            left -= 1
+        idle.put(self._CLOSED)
 
 
 _pool: _Pool | None = None
+_generation = 0  # bumped by ``stop``: a restart under way then installs nothing
 _lock = threading.Lock()
 
 
@@ -94,8 +127,9 @@ def default_workers() -> int:
     return max(1, min(4, (os.cpu_count() or 1) - 1))
 
 
-def start(workers: int) -> None:
-    """Start the workers now and wait until each has loaded the parser (a few seconds)."""
+def start(workers: int, *, generation: int | None = None) -> None:
+    """Start the workers now and wait until each has loaded the parser (a few seconds).
+    ``generation``: install them only if ``stop`` was not called since (a restart)."""
     global _pool
     if workers <= 0:
         return
@@ -105,24 +139,25 @@ def start(workers: int) -> None:
     with _lock:
         if _pool is not None:
             return
-        pool = _Pool(workers)
+    pool = _Pool(workers)
     try:
         for worker in pool.workers:  # the first call returns once the worker has set up Django
             worker.call(os.getpid, ())
-    except WorkerDied:
-        pool.shutdown()
+    except BaseException:
+        pool.shutdown(timeout=0)
         raise
     with _lock:
-        if _pool is None:
+        if _pool is None and generation in (None, _generation):
             _pool = pool
             return
-    pool.shutdown()  # another thread started workers meanwhile
+    pool.shutdown()  # another thread started workers meanwhile, or they were stopped
 
 
 def stop() -> None:
-    global _pool
+    global _pool, _generation
     with _lock:
         pool, _pool = _pool, None
+        _generation += 1
     if pool is not None:
         pool.shutdown()
 
@@ -139,23 +174,30 @@ def run(func: Callable[..., T], *args) -> T:
     try:
         return pool.run(func, args)
     except WorkerDied:
-        log.exception("a parse worker died; restarting the workers")
-        _restart(pool)
+        if _restart(pool):
+            log.exception("a parse worker died; restarting the workers")
         return func(*args)
 
 
-def _restart(broken: _Pool) -> None:
+def _restart(broken: _Pool) -> bool:
+    """Replace the workers of ``broken`` (on a thread of its own); False when that is under way
+    already, or they were stopped."""
     global _pool
     with _lock:
         if _pool is not broken:
-            return
+            return False
         _pool = None
-    threading.Thread(target=_replace, args=(broken,), name="siyu-parse-restart", daemon=True).start()
+        generation = _generation
+    threading.Thread(target=_replace, args=(broken, generation), name="siyu-parse-restart", daemon=True).start()
+    return True
 
 
-def _replace(broken: _Pool) -> None:
+def _replace(broken: _Pool, generation: int) -> None:
     broken.shutdown()
-    start(broken.size)
+    try:
+        start(broken.size, generation=generation)
+    except Exception:
+        log.exception("the parse workers could not be restarted; requests are parsed in their own threads")
 
 
 def _serve(conn) -> None:

@@ -22,6 +22,7 @@ from django.core.handlers.exception import response_for_exception
 from django.core.handlers.wsgi import WSGIRequest, get_script_name
 from django.http import HttpResponseBase
 from django.urls import set_script_prefix
+from django.utils.log import log_response
 
 from siyu.ingest.views import SEGMENT_TYPES, segment_endpoint, sensors_endpoint
 
@@ -45,15 +46,25 @@ class TrackingFastPath:
         signals.request_started.send(sender=self.__class__, environ=environ)
         request = WSGIRequest(environ)
         try:
+            request.get_host()  # ALLOWED_HOSTS, as CommonMiddleware checks it
             response = view(request, **kwargs)
         except Exception as exc:  # as Django's handler answers it: 400 for a bad request, else 500 (logged)
             response = response_for_exception(request, exc)
+        else:
+            if response.status_code >= 400:  # logged as Django's handler logs them
+                log_response("%s: %s", response.reason_phrase, request.path, response=response, request=request)
+        response._handler_class = self.__class__  # the sender of request_finished
+        response._resource_closers.append(request.close)
         return _send(response, start_response)
 
 
 def _send(response: HttpResponseBase, start_response: Callable) -> HttpResponseBase:
-    """Start the WSGI response as ``WSGIHandler`` does; the server calls ``response.close()``
-    when it is sent, which sends ``request_finished``."""
+    """Start the WSGI response as ``WSGIHandler`` does, with the ``Content-Length`` that
+    ``CommonMiddleware`` adds (without it the server answers chunked and closes the connection,
+    so keep-alive clients reconnect for every request). The server calls ``response.close()``
+    once it is sent, which sends ``request_finished``."""
+    if not response.streaming and not response.has_header("Content-Length"):
+        response["Content-Length"] = str(len(response.content))
     response.setdefault("X-Content-Type-Options", "nosniff")
     headers = [*response.items(), *(("Set-Cookie", c.output(header="")) for c in response.cookies.values())]
     start_response(f"{response.status_code} {response.reason_phrase}", headers)
