@@ -12,7 +12,7 @@ import orjson
 from django.db import connection
 
 from siyu.customers.models import Person
-from siyu.db import datetime_param, json_param, json_text
+from siyu.db import datetime_param, json_param
 from siyu.orders.actions import refresh_order_stats
 from siyu.orders.models import Order
 from siyu.privacy import crypto
@@ -195,7 +195,7 @@ def apply_activity(rows: Iterable[tuple]) -> None:
     keep the earliest and latest values as one would."""
     rows = list(rows)
     survivor = _survivors([row[0] for row in rows])
-    postgres = connection.vendor != "sqlite"
+    postgres, adapt_json = connection.vendor != "sqlite", json_param()
     seen_rows, touch_rows = [], []
     for pid, lo, hi, f_at, f_touch, channel, l_at, l_touch in rows:
         if survivor:
@@ -205,26 +205,17 @@ def apply_activity(rows: Iterable[tuple]) -> None:
         if postgres:
             lo, hi = _aware_utc(lo), _aware_utc(hi)
         if f_touch is None:
-            seen_rows.append((lo, lo, hi, hi, pid))
+            seen_rows.append((*_seen_params(lo, hi), pid))
             continue
         if postgres:
-            f_at, l_at, f_touch, l_touch = _aware_utc(f_at), _aware_utc(l_at), _jsonb(f_touch), _jsonb(l_touch)
-        touch_rows.append((lo, lo, hi, hi, f_at, f_touch, f_at, channel, f_at, f_at, l_at, l_touch, l_at, l_at, pid))
-    with connection.cursor() as cur:
-        if seen_rows:
-            cur.executemany(f"UPDATE customers_person SET {_SEEN_SET} WHERE id = %s", seen_rows)
-        if touch_rows:
-            cur.executemany(f"UPDATE customers_person SET {_SEEN_SET}, {_TOUCH_SET} WHERE id = %s", touch_rows)
+            f_at, l_at = _aware_utc(f_at), _aware_utc(l_at)
+            f_touch, l_touch = adapt_json(orjson.loads(f_touch)), adapt_json(orjson.loads(l_touch))
+        touch_rows.append((*_seen_params(lo, hi), *_touch_params(f_at, f_touch, channel, l_at, l_touch), pid))
+    _write_monotone(seen_rows, touch_rows)
 
 
 def _aware_utc(text: str) -> datetime:
     return datetime.fromisoformat(text).replace(tzinfo=UTC)
-
-
-def _jsonb(text: str) -> Any:
-    from psycopg.types.json import Jsonb
-
-    return Jsonb(orjson.loads(text), dumps=json_text)
 
 
 def _survivors(ids: list[int]) -> dict[int, int | None]:
@@ -349,20 +340,14 @@ def _apply_folded(folded: dict[int, list]) -> None:
             la = fa if l_at is f_at else window[1] if window and l_at is hi else adapt_dt(l_at)
             ft = adapt_json({**f_touch, "at": _iso(f_at, fa)})
             lt = ft if l_at is f_at and l_touch is f_touch else adapt_json({**l_touch, "at": _iso(l_at, la)})
-            touch = (fa, ft, fa, f_touch.get("channel", "")[:64], fa, fa, la, lt, la, la)
+            touch = _touch_params(fa, ft, f_touch.get("channel", "")[:64], la, lt)
         if touch and window:
-            touch_rows.append((window[0], window[0], window[1], window[1], *touch, pid))
+            touch_rows.append((*_seen_params(*window), *touch, pid))
         elif touch:
             touch_only.append((*touch, pid))
         elif window:
-            seen_rows.append((window[0], window[0], window[1], window[1], pid))
-    with connection.cursor() as cur:
-        if seen_rows:
-            cur.executemany(f"UPDATE customers_person SET {_SEEN_SET} WHERE id = %s", seen_rows)
-        if touch_rows:
-            cur.executemany(f"UPDATE customers_person SET {_SEEN_SET}, {_TOUCH_SET} WHERE id = %s", touch_rows)
-        if touch_only:
-            cur.executemany(f"UPDATE customers_person SET {_TOUCH_SET} WHERE id = %s", touch_only)
+            seen_rows.append((*_seen_params(*window), pid))
+    _write_monotone(seen_rows, touch_rows, touch_only)
 
 
 def _iso(at: datetime, param: Any) -> str:
@@ -385,6 +370,28 @@ _TOUCH_SET = (
     " last_touch = CASE WHEN last_touch_at IS NULL OR last_touch_at <= %s THEN %s ELSE last_touch END,"
     " last_touch_at = CASE WHEN last_touch_at IS NULL OR last_touch_at <= %s THEN %s ELSE last_touch_at END"
 )
+
+
+def _seen_params(lo: Any, hi: Any) -> tuple:
+    """``_SEEN_SET``'s parameters: the earliest and latest time seen."""
+    return lo, lo, hi, hi
+
+
+def _touch_params(f_at: Any, f_touch: Any, channel: str, l_at: Any, l_touch: Any) -> tuple:
+    """``_TOUCH_SET``'s parameters: the first touch (its time, the touch, its channel) and the last."""
+    return f_at, f_touch, f_at, channel, f_at, f_at, l_at, l_touch, l_at, l_at
+
+
+def _write_monotone(seen_rows: list[tuple], touch_rows: list[tuple], touch_only: Sequence[tuple] = ()) -> None:
+    """The monotone UPDATEs of seen times (``_seen_params`` + id), of both (then the touch's) and
+    of touches alone, each an ``executemany``."""
+    with connection.cursor() as cur:
+        if seen_rows:
+            cur.executemany(f"UPDATE customers_person SET {_SEEN_SET} WHERE id = %s", seen_rows)
+        if touch_rows:
+            cur.executemany(f"UPDATE customers_person SET {_SEEN_SET}, {_TOUCH_SET} WHERE id = %s", touch_rows)
+        if touch_only:
+            cur.executemany(f"UPDATE customers_person SET {_TOUCH_SET} WHERE id = %s", touch_only)
 
 
 def apply_update(person: Person, u: ProfileUpdate) -> list[str]:

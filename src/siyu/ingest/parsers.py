@@ -72,15 +72,14 @@ class _Pool:
         ctx = multiprocessing.get_context("spawn")  # not forked: the server process already runs threads
         self.size = workers
         self.workers: list[_Worker] = []
+        self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
         try:
             for _ in range(workers):
                 self.workers.append(_Worker(ctx))
+                self._idle.put(self.workers[-1])
         except BaseException:
-            self.shutdown()
+            self.shutdown(timeout=0)  # the ones started so far
             raise
-        self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
-        for worker in self.workers:
-            self._idle.put(worker)
 
     def run(self, func: Callable[..., T], args: tuple) -> T:
         worker = self._idle.get()
@@ -95,11 +94,7 @@ class _Pool:
     def shutdown(self, timeout: float = 30.0) -> None:
         """Close every worker as it comes back from its call; after ``timeout`` seconds, kill the
         ones still busy (their calls then end with ``WorkerDied``) and close them as they come back."""
-        idle = getattr(self, "_idle", None)
-        if idle is None:  # failed while starting: nobody called these
-            for worker in self.workers:
-                worker.close()
-            return
+        idle = self._idle
         deadline = time.monotonic() + timeout
         left = len(self.workers)
         while left:
