@@ -199,3 +199,46 @@ def test_the_store_checkpoints_on_a_thread_of_its_own_while_commits_go_on(tmp_pa
     again = engine.EventStore(tmp_path / "events.duckdb")
     assert again.cursor().execute("SELECT count(*) FROM events").fetchone()[0] == 1990
     again.close()
+
+
+def test_a_large_append_runs_duckdb_on_one_thread_until_appends_stop(tmp_path, monkeypatch):
+    """Under busy ingestion (appends of ``SERIAL_ROWS`` or more) DuckDB's parallel insert only
+    adds work on cores already full: the store runs on one thread while such appends keep coming,
+    small ones change nothing, and its own thread count comes back ``SERIAL_SECONDS`` after the
+    last; closing the store meanwhile is safe."""
+    import time
+
+    from siyu.analytics import engine
+
+    monkeypatch.setattr(engine, "SERIAL_ROWS", 50)
+    monkeypatch.setattr(engine, "SERIAL_SECONDS", 0.3)
+    store = engine.EventStore(tmp_path / "events.duckdb")
+    store.cursor().execute("SET threads = 3")
+    store._threads = 3  # as if the store had opened with three
+
+    def threads() -> int:
+        return store.cursor().execute("SELECT current_setting('threads')").fetchone()[0]
+
+    def append(n: int) -> None:
+        at = datetime(2026, 3, 1, tzinfo=UTC)
+        pending = store.begin_append({"message_id": [f"m{i}" for i in range(n)], "person_id": list(range(n)),
+                                      "type": ["track"] * n, "timestamp": [at] * n, "received_at": [at] * n})
+        pending.wait()
+        pending.commit()
+
+    append(10)
+    assert threads() == 3  # a small append: nothing changes
+    append(100)
+    assert threads() == 1
+    time.sleep(0.2)
+    append(100)  # within the window: it starts again
+    time.sleep(0.2)
+    assert threads() == 1
+    store._restorer.join(timeout=5)
+    assert threads() == 3
+    assert store.cursor().execute("SELECT count(*) FROM events").fetchone()[0] == 210
+    append(100)
+    assert threads() == 1
+    store.close()  # with the restoring thread still waiting
+    store._restorer.join(timeout=5)
+    assert not store._restorer.is_alive()
