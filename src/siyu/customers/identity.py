@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -190,13 +190,28 @@ class IdentityCache:
             return key
 
     def get(self, key: tuple[str, str]) -> int | None:
-        k = self.compact(key)
-        hit = self._young.get(k)
-        if hit is None:
-            hit = self._old.get(k)
-            if hit is not None:
-                self._young[k] = hit
-        return hit
+        return self.get_many([key])[0].get(key)
+
+    def get_many(self, keys: Iterable[tuple[str, str]]) -> tuple[dict[tuple[str, str], int], list[tuple[str, str]]]:
+        """The person ids of ``keys`` found here, and the keys not found (in their order); one
+        call for a batch's ids, ``compact`` written out (it runs for every id of every message)."""
+        young, old = self._young, self._old
+        found: dict[tuple[str, str], int] = {}
+        missing: list[tuple[str, str]] = []
+        for key in keys:
+            try:
+                k: int | tuple[str, str] = int(key[1][:24], 16)
+            except ValueError:
+                k = key
+            hit = young.get(k)
+            if hit is None:
+                hit = old.get(k)
+                if hit is None:
+                    missing.append(key)
+                    continue
+                young[k] = hit
+            found[key] = hit
+        return found, missing
 
     def update(self, entries: dict[tuple[str, str], int]) -> None:
         compact = self.compact
@@ -261,19 +276,15 @@ class Resolver:
 
     # -- lookups -------------------------------------------------------------
     def _prefetch(self, claims: list[Claim]) -> None:
-        missing: dict[str, list[str]] = defaultdict(list)
-        owner, cached_ids, get = self._owner, self._cached, CACHE.get
-        for claim in claims:
-            key = claim.key
-            if key in owner:
-                continue
-            cached = get(key)
-            if cached is not None:
-                owner[key] = cached_ids[key] = cached
-            else:
-                missing[key[0]].append(key[1])
-        if missing:
-            self._owner.update(_owners_of(missing))
+        owner = self._owner
+        cached, unknown = CACHE.get_many(dict.fromkeys(c.key for c in claims if c.key not in owner))
+        owner.update(cached)
+        self._cached.update(cached)
+        if unknown:
+            missing: dict[str, list[str]] = defaultdict(list)
+            for kind, value_hash in unknown:
+                missing[kind].append(value_hash)
+            owner.update(_owners_of(missing))
         self._follow_merges()
 
     def _follow_merges(self) -> None:
