@@ -411,7 +411,9 @@ class EventStore:
         self._fill_local_time()
         for stmt in analytics_views(self.tz):
             self._con.execute(stmt)
-        self._threads = self._con.execute("SELECT current_setting('threads')").fetchone()[0]
+        cur = self._con.cursor()
+        self._threads = cur.execute("SELECT current_setting('threads')").fetchone()[0]
+        cur.close()
         # Cached query answers are valid for one (opening, generation): every write bumps it.
         self.opening = next(_OPENINGS)
         self.generation = 0
