@@ -114,3 +114,21 @@ def test_claims_made_from_text_are_kept_until_the_keys_are_read_again():
     crypto.reset_key_cache()
     again = make_claim("user_id", "u-kept")
     assert again is not first and again == first
+
+
+def test_the_identity_cache_answers_a_batch_of_ids_at_once():
+    """``get_many``: the ids it holds (a hit in the old generation copied to the young one), the
+    others in their order, a key given twice answered once, a key that is not a lookup hash too."""
+    from siyu.customers.identity import IdentityCache
+
+    cache = IdentityCache(limit=4)
+    a, b, c = ("phone", "a" * 64), ("user_id", "b" * 64), ("email", "c" * 64)
+    odd = ("user_id", "not-a-hash")
+    cache.update({a: 1, odd: 9})  # the young generation reached half the limit: a and odd are old now
+    cache.update({b: 2})
+    assert len(cache._old) == 2 and len(cache._young) == 1
+    found, missing = cache.get_many([a, c, b, a, odd, ("member_no", "d" * 64)])
+    assert found == {a: 1, b: 2, odd: 9}
+    assert missing == [c, ("member_no", "d" * 64)]
+    assert IdentityCache.compact(a) in cache._young and odd in cache._young  # copied back
+    assert cache.get(b) == 2 and cache.get(c) is None

@@ -52,10 +52,11 @@ EVENT_COLUMNS: tuple[tuple[str, str, pa.DataType], ...] = (
 )
 _COLUMN_NAMES = ", ".join(name for name, _sql, _arrow in EVENT_COLUMNS)
 CHECKPOINT_BYTES = 128 * 2**20  # WAL past which a commit has the store checkpointed (``_checkpoint_soon``)
-# An append of this many rows means ingestion is busy: DuckDB then runs on one thread until no such
-# append came for SERIAL_SECONDS (``EventStore._serial_while_busy``).
+# An append of this many rows means ingestion is behind: on a machine of a few cores DuckDB then runs
+# on one thread until no such append came for SERIAL_SECONDS (``EventStore._serial_while_busy``).
 SERIAL_ROWS = 2_000
 SERIAL_SECONDS = 2.0
+SERIAL_MAX_CORES = 4  # on more cores, ingestion leaves some free and queries keep DuckDB's threads
 log = logging.getLogger("siyu.analytics")
 # The attribution facts of a message (``messages.touch_from``): event columns, but for the referral
 # code, which stays in the properties.
@@ -402,7 +403,8 @@ class EventStore:
         self._checkpoint: Future | None = None
         self._checkpoint_lock = threading.Lock()
         self._closing = False
-        self._threads_lock = threading.Lock()  # guards the two below and every SET threads
+        self._threads_lock = threading.Lock()  # guards the two below (held briefly: the writer takes it)
+        self._set_lock = threading.Lock()  # held while a SET threads runs, and by ``close``
         self._serial_until: float | None = None  # DuckDB runs on one thread until then (None: on all)
         self._restorer: threading.Thread | None = None
         self.tz = _quote(settings.TIME_ZONE)
@@ -438,7 +440,7 @@ class EventStore:
             running = self._checkpoint
         if running is not None:
             wait([running])
-        with self._threads_lock:  # no SET threads after this
+        with self._set_lock:  # no SET threads after this
             self._con.close()
 
     # -- checkpoints -----------------------------------------------------------
@@ -475,14 +477,15 @@ class EventStore:
 
     # -- threads -------------------------------------------------------------
     def _serial_while_busy(self, rows: int) -> None:
-        """Before an append of ``rows``: one that large means ingestion keeps both cores busy, and
-        there DuckDB's parallel insert only adds work (its threads hand the rows between them:
-        a group of 20 000 events cost ~13.5 µs of CPU an event on two threads, ~7.7 on one, in
-        less wall time). So DuckDB runs on one thread from now until no such append came for
-        ``SERIAL_SECONDS``; queries meanwhile run on one thread too, on a machine that has no
-        second core free for them. Then its own thread count comes back (a thread of its own
-        waits for that moment)."""
-        if rows < SERIAL_ROWS:
+        """Before an append of ``rows``: on a machine of up to ``SERIAL_MAX_CORES`` cores, one that
+        large means ingestion is behind and keeps the cores busy, and there DuckDB's parallel
+        insert only adds work (its threads hand the rows between them: a group of 20 000 events
+        cost ~13.5 µs of CPU an event on two threads, ~7.7 on one, in less wall time). So DuckDB
+        runs on one thread until no such append came for ``SERIAL_SECONDS``; queries meanwhile
+        run on one thread too, on a machine with no core free for them. A thread of its own makes
+        both changes: lowering the count waits for DuckDB's workers to finish their tasks (a
+        query's scan), and the caller holds the store's lock and a database transaction."""
+        if rows < SERIAL_ROWS or (os.cpu_count() or 1) > SERIAL_MAX_CORES:
             return
         with self._threads_lock:
             if self._closing:
@@ -491,30 +494,49 @@ class EventStore:
             self._serial_until = time.monotonic() + SERIAL_SECONDS
             if serial:
                 return
-            self._set_threads(1)
-            self._restorer = threading.Thread(target=self._restore_threads, name="siyu-duckdb-threads", daemon=True)
-            self._restorer.start()
+            try:
+                thread = threading.Thread(target=self._run_serial, name="siyu-duckdb-threads", daemon=True)
+                thread.start()
+            except RuntimeError:  # no new thread (the interpreter is shutting down): stay as we are
+                self._serial_until = None
+                return
+            self._restorer = thread
 
-    def _restore_threads(self) -> None:
+    def _run_serial(self) -> None:
+        """One thread for DuckDB until ``_serial_until`` passed with no later append, then its own
+        count again."""
+        self._apply_threads()
         while True:
             with self._threads_lock:
                 left = self._serial_until - time.monotonic()
                 if left <= 0 or self._closing:
                     self._serial_until = None
-                    if not self._closing:
-                        self._set_threads(self._threads)
-                    return
+                    break
             time.sleep(left)
+        self._apply_threads()
+
+    def _apply_threads(self) -> None:
+        """Give DuckDB the thread count wanted now: one while ``_serial_until`` is set, else its own.
+        Read when applied, so whichever thread applies last leaves the right count (a new serial
+        spell may start while the last one's thread restores). Never after ``close``."""
+        with self._set_lock:
+            if self._closing:
+                return
+            with self._threads_lock:
+                threads = 1 if self._serial_until is not None else self._threads
+            self._set_threads(threads)
 
     def _set_threads(self, threads: int) -> None:
-        """SET threads (a setting of the whole database); the caller holds ``_threads_lock``."""
-        cur = self._con.cursor()
+        """SET threads (a setting of the whole database). A failure only costs the saving: it is
+        logged."""
         try:
-            cur.execute(f"SET threads = {int(threads)}")
-        except duckdb.Error:  # a store closed under it, an interpreter shutting down: nothing to set
+            cur = self._con.cursor()
+            try:
+                cur.execute(f"SET threads = {int(threads)}")
+            finally:
+                cur.close()
+        except duckdb.Error:
             log.warning("could not set the event store's threads to %s", threads, exc_info=True)
-        finally:
-            cur.close()
 
     # -- writes (the ingest writer thread) -----------------------------------
     def append(self, rows: Sequence[EventRow] | Mapping[str, Sequence[Any]], *,
