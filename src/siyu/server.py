@@ -63,8 +63,8 @@ def serve(host: str, port: int, threads: int = 16) -> None:
         local.publish(f"http://{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{port}")
         print(f"siyu is serving on http://{host}:{port}/  (Ctrl-C to stop)", flush=True)
         waitress_serve(application, host=host, port=port, threads=threads, ident="siyu",
-                       max_request_body_size=settings.SIYU_MAX_UPLOAD_BYTES, channel_timeout=60, recv_bytes=RECV_BYTES,
-                       connection_limit=1000)
+                       max_request_body_size=settings.SIYU_MAX_UPLOAD_BYTES, channel_timeout=60,
+                       connection_limit=1000, recv_bytes=RECV_BYTES)
     finally:
         # No new refresh; one under way may finish (else it may hold the log the writer empties).
         if not scheduler.stop(timeout=SCHEDULER_STOP_SECONDS):

@@ -189,9 +189,6 @@ class IdentityCache:
         except ValueError:  # not a lookup hash (never produced by crypto.lookup_hash)
             return key
 
-    def get(self, key: tuple[str, str]) -> int | None:
-        return self.get_many([key])[0].get(key)
-
     def get_many(self, keys: Iterable[tuple[str, str]]) -> tuple[dict[tuple[str, str], int], list[tuple[str, str]]]:
         """The person ids of ``keys`` found here, and the keys not found (in their order); one
         call for a batch's ids, ``compact`` written out (it runs for every id of every message)."""
